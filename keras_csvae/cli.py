@@ -1,0 +1,153 @@
+"""The ``csvae`` command: ``train``, ``evaluate``, ``data``.
+
+Errors caused by the user's input (unknown dataset, wrong shapes, a corrupt
+run directory...) print one line and exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def _quiet_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _user_errors():
+    from keras_csvae.data.registry import DatasetError
+    from keras_csvae.evaluation.evaluate import RunError
+    from keras_csvae.models.base import InputError
+    from keras_csvae.training import RunDirError, TrainingDivergedError
+
+    return (DatasetError, InputError, RunDirError, RunError, TrainingDivergedError, ValueError, FileNotFoundError)
+
+
+def _parse_json(text, flag):
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{flag} must be JSON, e.g. '{{\"z_dim\": 8}}': {err}") from err
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag} must be a JSON object.")
+    return value
+
+
+def cmd_train(args):
+    from keras_csvae.training import TrainConfig, train
+
+    model_kwargs = _parse_json(args.model_config, "--model-config") if args.model_config else {}
+    if args.betas:
+        model_kwargs["betas"] = [float(b) for b in args.betas.split(",")]
+    if args.prior:
+        model_kwargs["prior"] = args.prior
+    options = {}
+    if args.image_size:
+        options["image_size"] = args.image_size
+    if args.num_examples:
+        options["num_examples"] = args.num_examples
+    config = TrainConfig(
+        dataset=args.dataset,
+        model=args.model,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        adversary_learning_rate=args.adversary_learning_rate,
+        precision=args.precision,
+        strategy=args.strategy,
+        jit_compile=args.jit_compile,
+        seed=args.seed,
+        dataset_options=options,
+        model_kwargs=model_kwargs,
+    )
+    train(config, args.out, verbose=args.verbose)
+    print(f"Run written to {args.out}. Next: csvae evaluate --run {args.out}")
+
+
+def cmd_evaluate(args):
+    from keras_csvae.evaluation.evaluate import evaluate_run
+
+    metrics = evaluate_run(args.run, max_examples=args.max_examples)
+    print(json.dumps({k: v for k, v in metrics.items() if k != "per_label"}, indent=2))
+    print(f"Wrote {os.path.join(args.run, 'metrics.json')} and {os.path.join(args.run, 'w_subspace.png')}")
+
+
+def cmd_data(args):
+    from keras_csvae import data
+
+    if args.list or not args.dataset:
+        for name in data.names():
+            print(f"{name:28s} {_describe(name)}")
+        return
+    if args.preview:
+        from keras_csvae.data import preview
+
+        preview.preview_for(args.dataset, args.preview, image_size=args.image_size)
+        print(f"Wrote {args.preview}")
+    else:
+        print(_describe(args.dataset))
+
+
+def _describe(name):
+    from keras_csvae import data
+
+    try:
+        info = data.info(name)
+    except Exception as err:  # e.g. a dataset that needs a path option
+        return f"(needs options: {err})"
+    return f"x {info.input_shape}, labels {list(info.label_names)}. {info.description}"
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="csvae", description="Conditional Subspace VAE (Keras 3 + TFP).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model (re-run the same command to resume)")
+    train.add_argument("--dataset", default="swiss_roll")
+    train.add_argument("--model", default="csvae")
+    train.add_argument("--out", required=True, help="run directory")
+    train.add_argument("--epochs", type=int, help="default: the dataset's")
+    train.add_argument("--batch-size", type=int, help="global batch size; default: the dataset's")
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--adversary-learning-rate", type=float, default=1e-3)
+    train.add_argument("--precision", default="auto", choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"])
+    train.add_argument("--strategy", default="auto", choices=["auto", "default", "mirrored", "multi_worker"])
+    train.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--image-size", type=int, help="for image datasets")
+    train.add_argument("--num-examples", type=int, help="use only this many training examples")
+    train.add_argument("--betas", help="β1..β5, comma-separated (default 20,1,0.2,10,1)")
+    train.add_argument("--prior", choices=["A", "B"], help="prior convention of p(w|y) (default B)")
+    train.add_argument("--model-config", help="JSON object of model arguments, e.g. '{\"z_dim\": 8}'")
+    train.add_argument("--verbose", default="auto", type=lambda v: v if v == "auto" else int(v))
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="metrics and figures of a trained run")
+    evaluate.add_argument("--run", required=True)
+    evaluate.add_argument("--max-examples", type=int, default=5000)
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    data = sub.add_parser("data", help="list datasets, or preview one")
+    data.add_argument("--dataset")
+    data.add_argument("--list", action="store_true")
+    data.add_argument("--preview", help="write a PNG grid of examples here")
+    data.add_argument("--image-size", type=int, default=64)
+    data.set_defaults(func=cmd_data)
+    return parser
+
+
+def main(argv=None):
+    _quiet_tensorflow()
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except _user_errors() as err:
+        print(f"csvae {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,312 @@
+"""The Conditional Subspace VAE (Klys, Snell, Zemel, NeurIPS 2018)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+from keras_csvae import losses
+from keras_csvae.models import networks
+from keras_csvae.models.base import InputError, TwoOptimizerModel
+
+METRIC_NAMES = (
+    "loss",
+    "reconstruction_log_likelihood",
+    "reconstruction_mse",
+    "kl_w",
+    "kl_z",
+    "adversary_negative_entropy",
+    "adversary_loss",
+)
+
+
+@keras.saving.register_keras_serializable(package="keras_csvae")
+class CSVAE(TwoOptimizerModel):
+    """Conditional Subspace VAE.
+
+    Generative model, with ``k`` binary labels and ``w = (w_1, …, w_k)``:
+
+        p(x, y, w, z) = p(x | w, z) · p(w | y) · p(z) · p(y)
+        p(z) = N(0, I),   p(w | y) = Π_i p(w_i | y_i)  (fixed, see ``WPrior``)
+
+    Inference: ``q(z | x)`` and ``q(w | x, y)``, diagonal Gaussians; an
+    adversary ``q_δ(y | z)`` (Bernoulli per label) that the encoders are trained
+    to leave maximally uncertain, so that label information lives in ``w``.
+
+    Shapes: ``x`` ``[batch, *data_shape]``, ``y`` ``[batch, k]``,
+    ``z`` ``[batch, z_dim]``, ``w`` ``[batch, k * w_dim]`` (label ``i`` owns
+    columns ``i*w_dim:(i+1)*w_dim``).
+
+    Args:
+      data_shape, num_labels, label_names, architecture, hidden_units,
+        conv_filters, dense_units, decoder_filters, output_activation,
+        decoder_scale, seed: see ``LatentModel``.
+      z_dim: size of ``z``.
+      w_dim: size of each label's subspace ``W_i`` (2 so it can be plotted).
+      adversary_units: hidden widths of ``q_δ(y | z)``.
+      prior: ``WPrior`` or its dict (``mean_absent, scale_absent, mean_present,
+        scale_present``); default convention "B".
+      betas: ``[β1, …, β5]``; default ``[20, 1, 0.2, 10, 1]``.
+
+    Example:
+      >>> model = CSVAE(data_shape=(3,), num_labels=1)
+      >>> model.compile(optimizer="adam", adversary_optimizer="adam")
+      >>> model.fit(dataset_of_x_y, epochs=10)
+      >>> edited = model.manipulate(x, y_target=[[1]])
+
+    Reference: Klys, Snell, Zemel. Learning Latent Subspaces in Variational
+    Autoencoders. NeurIPS 2018.
+    """
+
+    def __init__(
+        self,
+        data_shape,
+        num_labels,
+        z_dim=8,
+        w_dim=2,
+        adversary_units=(64, 64),
+        prior=None,
+        betas=None,
+        **kwargs,
+    ):
+        super().__init__(data_shape, num_labels, **kwargs)
+        self.z_dim = int(z_dim)
+        self.w_dim = int(w_dim)
+        self.adversary_units = tuple(int(u) for u in adversary_units)
+        if isinstance(prior, str):
+            prior = losses.WPrior.convention(prior)
+        self.prior = prior if isinstance(prior, losses.WPrior) else losses.WPrior(**(prior or {}))
+        self.betas = betas if isinstance(betas, losses.Betas) else losses.Betas.from_list(betas or losses.Betas().as_list())
+
+        self.z_encoder = networks.gaussian_encoder(self.data_shape, self.z_dim, name="z_encoder", **self.network_kwargs())
+        self.w_encoder = networks.gaussian_encoder(
+            self.data_shape, self.w_total_dim, num_labels=self.num_labels, name="w_encoder", **self.network_kwargs()
+        )
+        self.decoder = networks.decoder(self.data_shape, self.w_total_dim + self.z_dim, name="decoder", **self.decoder_kwargs())
+        self.adversary = networks.label_classifier(self.z_dim, self.num_labels, self.adversary_units, name="adversary")
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
+        self.built = True
+
+    @property
+    def w_total_dim(self):
+        return self.num_labels * self.w_dim
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            z_dim=self.z_dim,
+            w_dim=self.w_dim,
+            adversary_units=list(self.adversary_units),
+            prior=dataclasses.asdict(self.prior),
+            betas=self.betas.as_list(),
+        )
+        return config
+
+    # -- the two optimisers' variables ----------------------------------------------
+    @property
+    def elbo_variables(self):
+        return self.z_encoder.trainable_weights + self.w_encoder.trainable_weights + self.decoder.trainable_weights
+
+    @property
+    def adversary_variables(self):
+        return self.adversary.trainable_weights
+
+    # -- forward passes (tensors in, tensors out) --------------------------------------
+    def encode_tensors(self, x, y):
+        z_mean, z_log_var = self.z_encoder(x)
+        w_mean, w_log_var = self.w_encoder([x, y])
+        return {"z_mean": z_mean, "z_log_var": z_log_var, "w_mean": w_mean, "w_log_var": w_log_var}
+
+    def decode_tensors(self, z, w):
+        """``E[x | w, z]``: the decoder sees ``concat(w, z)``."""
+        return self.decoder(tf.concat([tf.cast(w, tf.float32), tf.cast(z, tf.float32)], axis=-1))
+
+    def call(self, inputs, training=False):
+        """Deterministic pass on posterior means.
+
+        Args:
+          inputs: ``(x, y)`` or ``{"x": x, "y": y}``.
+
+        Returns:
+          dict of ``x_mean`` ``[batch, *data_shape]``, ``z_mean``, ``z_log_var``
+          ``[batch, z_dim]``, ``w_mean``, ``w_log_var`` ``[batch, k*w_dim]``,
+          ``adversary_logits`` ``[batch, k]``.
+        """
+        x, y = (inputs["x"], inputs["y"]) if isinstance(inputs, dict) else inputs
+        out = self.encode_tensors(x, y)
+        out["x_mean"] = self.decode_tensors(out["z_mean"], out["w_mean"])
+        out["adversary_logits"] = self.adversary(out["z_mean"])
+        return out
+
+    def loss_terms(self, x, y, seed, training):
+        """One reparameterised sample of every term of the objective, each ``[batch]``."""
+        self.check_static_shapes(x, y)
+        x = tf.cast(x, tf.float32)
+        y = tf.cast(y, tf.float32)
+        posterior = self.encode_tensors(x, y)
+        seed_z, seed_w = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        z = posterior["z_mean"] + tf.exp(0.5 * posterior["z_log_var"]) * tf.random.stateless_normal(
+            tf.shape(posterior["z_mean"]), seed_z
+        )
+        w = posterior["w_mean"] + tf.exp(0.5 * posterior["w_log_var"]) * tf.random.stateless_normal(
+            tf.shape(posterior["w_mean"]), seed_w
+        )
+        x_mean = self.decode_tensors(z, w)
+        adversary_logits = self.adversary(z, training=training)
+        terms = {
+            "reconstruction_log_likelihood": losses.reconstruction_log_likelihood(x, x_mean, self.decoder_scale),
+            "reconstruction_mse": tf.reduce_mean(tf.reshape(tf.square(x - x_mean), [tf.shape(x)[0], -1]), axis=-1),
+            "kl_w": losses.kl_w(posterior["w_mean"], posterior["w_log_var"], y, self.prior, self.w_dim),
+            "kl_z": losses.kl_z(posterior["z_mean"], posterior["z_log_var"]),
+            "adversary_negative_entropy": losses.adversary_negative_entropy(adversary_logits),
+        }
+        terms["loss"] = losses.elbo_objective(terms, self.betas)
+        return terms, z, y
+
+    def adversary_loss(self, z, y, training):
+        """``−N`` per example: the adversary's negative log-likelihood, ``z`` held fixed."""
+        logits = self.adversary(tf.stop_gradient(z), training=training)
+        return -self.betas.adversary * losses.adversary_log_likelihood(y, logits)
+
+    # -- training ---------------------------------------------------------------------
+    def train_step(self, data):
+        x, y = data[:2]
+        with tf.GradientTape() as tape:
+            terms, z, y = self.loss_terms(x, y, self.step_seed(0), training=True)
+            loss = self.replica_mean(terms["loss"])
+            scaled = self.optimizer.scale_loss(loss)
+        self.apply_gradients(self.optimizer, tape, scaled, self.elbo_variables)
+
+        with tf.GradientTape() as tape:
+            terms["adversary_loss"] = self.adversary_loss(z, y, training=True)
+            scaled = self.adversary_optimizer.scale_loss(self.replica_mean(terms["adversary_loss"]))
+        self.apply_gradients(self.adversary_optimizer, tape, scaled, self.adversary_variables)
+        return self.update_trackers(terms)
+
+    def test_step(self, data):
+        x, y = data[:2]
+        terms, z, y = self.loss_terms(x, y, self.fixed_seed(self.seed), training=False)
+        terms["adversary_loss"] = self.adversary_loss(z, y, training=False)
+        return self.update_trackers(terms)
+
+    def predict_step(self, data):
+        """``predict`` on ``(x, y)`` batches returns reconstructions ``[batch, *data_shape]``."""
+        x, y = data[:2]
+        return self.decode_tensors(*self._posterior_means(x, y))
+
+    def update_trackers(self, terms):
+        for name, tracker in self.trackers.items():
+            tracker.update_state(terms[name])
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    # -- editing API (numpy in, numpy out) ---------------------------------------------------
+    def _posterior_means(self, x, y):
+        out = self.encode_tensors(tf.cast(x, tf.float32), tf.cast(y, tf.float32))
+        return out["z_mean"], out["w_mean"]
+
+    def encode(self, x, y, batch_size=256):
+        """``q(z|x)`` and ``q(w|x,y)`` parameters.
+
+        Returns dict of ``z_mean, z_log_var`` ``[n, z_dim]`` and ``w_mean,
+        w_log_var`` ``[n, k*w_dim]``.
+        """
+        x, y = self.check_arrays(x, y)
+        return self.run_batched(self.encode_tensors, (x, y), batch_size)
+
+    def decode(self, z, w, batch_size=256):
+        """``E[x | w, z]``, ``[n, *data_shape]``, from ``z`` ``[n, z_dim]`` and ``w`` ``[n, k*w_dim]``."""
+        z = np.asarray(z, np.float32)
+        w = np.asarray(w, np.float32)
+        if z.ndim != 2 or z.shape[-1] != self.z_dim:
+            raise InputError(f"z has shape {z.shape}; this model expects [n, {self.z_dim}].")
+        if w.ndim != 2 or w.shape[-1] != self.w_total_dim:
+            raise InputError(
+                f"w has shape {w.shape}; this model expects [n, {self.w_total_dim}] "
+                f"({self.num_labels} labels × w_dim {self.w_dim})."
+            )
+        if len(z) != len(w):
+            raise InputError(f"{len(z)} rows in z but {len(w)} in w.")
+        return self.run_batched(self.decode_tensors, (z, w), batch_size)
+
+    def reconstruct(self, x, y, batch_size=256):
+        """Decode the posterior means: ``E[x | E[w|x,y], E[z|x]]``, ``[n, *data_shape]``."""
+        x, y = self.check_arrays(x, y)
+        return self.run_batched(lambda a, b: self.decode_tensors(*self._posterior_means(a, b)), (x, y), batch_size)
+
+    def target_w(self, y_target, w_points=None, sample=False, seed=0):
+        """``w`` for target labels: the prior mean of ``p(w | y_target)`` per label,
+        or a sample from it (``sample=True``, seeded), with chosen labels' subspaces
+        set to explicit points.
+
+        Args:
+          y_target: ``[n, k]`` (or ``[k]``) target labels.
+          w_points: optional ``{label (name or index): point}`` with a point
+            ``[w_dim]`` or ``[n, w_dim]`` in that label's subspace ``W_i``.
+          sample: draw from the prior instead of taking its mean.
+          seed: seed of that draw.
+
+        Returns:
+          ``w`` ``[n, k*w_dim]`` float32.
+        """
+        y_target = self.check_arrays(y=y_target)
+        mean, scale = self.prior.parameters(tf.constant(y_target), self.w_dim)
+        w = mean.numpy()
+        if sample:
+            w = w + scale.numpy() * np.random.default_rng(seed).standard_normal(w.shape).astype(np.float32)
+        for label, point in (w_points or {}).items():
+            i = self.label_index(label)
+            point = np.asarray(point, np.float32)
+            if point.shape[-1] != self.w_dim or point.ndim > 2:
+                raise InputError(f"A point in W_{i} must have shape [{self.w_dim}] or [n, {self.w_dim}], got {point.shape}.")
+            w[:, i * self.w_dim : (i + 1) * self.w_dim] = point
+        return w
+
+    def manipulate(self, x, y_target, w_points=None, sample=False, seed=0, batch_size=256):
+        """Edits ``x`` to have labels ``y_target`` (paper's editing rule).
+
+        ``z`` = mean of ``q(z|x)``; ``w`` = ``target_w(y_target, ...)``; returns
+        ``E[x | w, z]`` ``[n, *data_shape]``. Deterministic unless ``sample``.
+        """
+        x = self.check_arrays(x)
+        y_target = self.check_arrays(y=y_target)
+        if len(y_target) == 1:
+            y_target = np.repeat(y_target, len(x), axis=0)
+        if len(y_target) != len(x):
+            raise InputError(f"{len(x)} images but {len(y_target)} target label rows.")
+        w = self.target_w(y_target, w_points=w_points, sample=sample, seed=seed)
+        z_mean = self.run_batched(lambda a: self.z_encoder(a)[0], (x,), batch_size)
+        return self.decode(z_mean, w, batch_size)
+
+    def subspace_grid(self, label, n=5, extent=2.0):
+        """A regular ``n×n`` grid of points in ``W_label`` around the prior of
+        ``y_label = 1``: ``mean_present ± extent·scale_present`` per axis.
+
+        Returns ``[n*n, w_dim]`` (``w_dim`` must be 2); row-major, first axis slowest.
+        """
+        self.label_index(label)
+        if self.w_dim != 2:
+            raise InputError("subspace_grid draws 2-D grids; this model has w_dim != 2.")
+        axis = self.prior.mean_present + extent * self.prior.scale_present * np.linspace(-1, 1, n)
+        a, b = np.meshgrid(axis, axis, indexing="ij")
+        return np.stack([a.ravel(), b.ravel()], axis=-1).astype(np.float32)
+
+    def traverse(self, x, label, points, y_target=None):
+        """Decodes each ``x`` with ``W_label`` set to each of ``points`` ``[p, w_dim]``.
+
+        Other labels keep ``y_target`` (default: ``label`` on, others off).
+        Returns ``[p, n, *data_shape]``.
+        """
+        x = self.check_arrays(x)
+        i = self.label_index(label)
+        if y_target is None:
+            y_target = np.zeros((len(x), self.num_labels), np.float32)
+            y_target[:, i] = 1
+        points = np.asarray(points, np.float32)
+        return np.stack([self.manipulate(x, y_target, w_points={i: p}) for p in points])

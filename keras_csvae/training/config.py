@@ -1,0 +1,84 @@
+"""The configuration of one training run, as stored in ``RUN_DIR/config.json``.
+
+Values not given fall back to the dataset's defaults (``Dataset.defaults``),
+then to the library's; flags override both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that determines a run.
+
+    Attributes:
+      dataset: registry name (``csvae data --list``).
+      model: model type (``csvae``).
+      epochs, batch_size: global batch size, summed over replicas.
+      learning_rate, adversary_learning_rate: Adam step sizes of the two optimisers.
+      precision: Keras dtype policy, or ``auto`` (``mixed_float16`` on GPUs).
+      strategy: ``tf.distribute`` strategy, or ``auto`` (all GPUs mirrored).
+      jit_compile: compile the train step with XLA.
+      seed: seeds weights, noise and shuffling.
+      dataset_options: e.g. ``{"image_size": 32}``.
+      model_kwargs: constructor arguments of the model (architecture, z_dim,
+        betas, prior ...), merged over the dataset's defaults.
+    """
+
+    dataset: str = "swiss_roll"
+    model: str = "csvae"
+    epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate: float = 1e-3
+    adversary_learning_rate: float = 1e-3
+    precision: str = "auto"
+    strategy: str = "auto"
+    jit_compile: bool = False
+    seed: int = 0
+    dataset_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with the dataset's defaults filled in and values checked."""
+        from keras_csvae.data import registry
+
+        defaults = registry.get(self.dataset).defaults
+        config = dataclasses.replace(
+            self,
+            epochs=self.epochs if self.epochs is not None else defaults.get("epochs", 10),
+            batch_size=self.batch_size if self.batch_size is not None else defaults.get("batch_size", 64),
+            model_kwargs={**defaults.get("model", {}), **self.model_kwargs},
+            dataset_options=dict(self.dataset_options),
+        )
+        if config.epochs < 1 or config.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be ≥ 1, got {config.epochs} and {config.batch_size}.")
+        if config.precision not in PRECISIONS:
+            raise ValueError(f"Unknown precision {config.precision!r}; use one of {PRECISIONS}.")
+        if config.strategy not in STRATEGIES:
+            raise ValueError(f"Unknown strategy {config.strategy!r}; use one of {STRATEGIES}.")
+        return config
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"Unknown config keys {sorted(unknown)}.")
+        return cls(**values)
+
+    def digest(self) -> str:
+        """A short hash of everything except ``epochs``, which a user may extend on resume."""
+        values = self.to_dict()
+        values.pop("epochs")
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,165 @@
+"""``train(config, run_dir)``: one resumable training run, written to ``run_dir``.
+
+``run_dir`` layout:
+
+- ``config.json``: the resolved ``TrainConfig`` (written once the inputs are checked);
+- ``checkpoint/``: the last completed epoch (model, both optimisers, history);
+- ``logs/``: TensorBoard;
+- ``model.keras`` and ``history.json`` (one entry per epoch with every loss
+  term): written when training ends.
+
+Running the same command again resumes from ``checkpoint/``; running it on a
+finished run does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from keras_csvae import models
+from keras_csvae.data import registry
+from keras_csvae.training.callbacks import EpochCheckpoint, StopOnNaN, write_json_atomic
+from keras_csvae.training.config import TrainConfig
+from keras_csvae.training.distribute import is_chief, make_strategy, set_precision
+
+
+class RunDirError(ValueError):
+    """``run_dir`` holds something that does not belong to this run."""
+
+
+def build_model(config: TrainConfig, info: registry.DatasetInfo):
+    """The (uncompiled) model that ``config`` describes, for data ``info``."""
+    if config.model not in models.MODELS:
+        raise ValueError(f"Unknown model {config.model!r}; known: {', '.join(sorted(models.MODELS))}.")
+    return models.MODELS[config.model](
+        data_shape=info.input_shape,
+        num_labels=info.num_labels,
+        label_names=info.label_names,
+        seed=config.seed,
+        **config.model_kwargs,
+    )
+
+
+def compile_model(model, config: TrainConfig):
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        adversary_optimizer=keras.optimizers.Adam(config.adversary_learning_rate),
+        jit_compile=config.jit_compile,
+    )
+    return model
+
+
+def dataset_for(config: TrainConfig, model, split: str, shuffle: bool):
+    """Batched ``(x, y)`` for ``split``, checked against ``model`` first.
+
+    In-memory datasets are checked value by value (finite ``x``, labels in
+    {0, 1}); streamed ones by their element shapes.
+    """
+    spec = registry.get(config.dataset)
+    if spec.tf_data_fn is None:
+        x, y = registry.load_arrays(config.dataset, split, **config.dataset_options)
+        x, y = model.check_arrays(x, y)
+        ds = tf.data.Dataset.from_tensor_slices((x, y))
+        size = len(x)
+    else:
+        ds = registry.load(config.dataset, split, **config.dataset_options)
+        x_spec, y_spec = ds.element_spec
+        model.check_static_shapes(tf.zeros([1, *x_spec.shape]), tf.zeros([1, *y_spec.shape]))
+        size = 10_000
+    if shuffle:
+        ds = ds.shuffle(min(size, 10_000), seed=config.seed, reshuffle_each_iteration=True)
+    return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _check_run_dir(run_dir: Path, config: TrainConfig):
+    config_path = run_dir / "config.json"
+    if config_path.exists():
+        try:
+            stored = TrainConfig.from_dict(json.loads(config_path.read_text()))
+        except (ValueError, TypeError) as err:
+            raise RunDirError(f"{config_path} is not a keras-csvae config ({err}); choose another --out.") from err
+        if stored.digest() != config.digest():
+            raise RunDirError(
+                f"{run_dir} holds a run with a different configuration; choose another --out "
+                "or re-run with the same flags to resume it."
+            )
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise RunDirError(f"{run_dir} is not empty and holds no keras-csvae run; choose another --out.")
+
+
+def train(config: TrainConfig, run_dir, verbose="auto"):
+    """Trains (or resumes) the run in ``run_dir``. Returns the history entries.
+
+    Raises:
+      registry.DatasetError, models.InputError, RunDirError, ValueError: bad
+        input, before anything is written.
+      TrainingDivergedError: the loss became non-finite (last good checkpoint kept).
+    """
+    config = config.resolved()
+    run_dir = Path(run_dir)
+    # The multi-worker strategy must exist before any other op runs.
+    strategy = make_strategy(config.strategy)
+    policy = set_precision(config.precision)
+    info = registry.info(config.dataset, **config.dataset_options)
+    _check_run_dir(run_dir, config)
+    chief = is_chief()
+
+    checkpoint_dir = run_dir / "checkpoint"
+    state = EpochCheckpoint.load_state(checkpoint_dir)
+    done = state["epoch"] if state else 0
+    if done >= config.epochs and (run_dir / "model.keras").exists():
+        print(f"{run_dir} already holds {done} trained epochs; nothing to do.")
+        return state["history"]
+
+    with strategy.scope():
+        if state:
+            model = keras.saving.load_model(checkpoint_dir / state["model"])
+        else:
+            model = compile_model(build_model(config, info), config)
+        train_ds = dataset_for(config, model, "train", shuffle=True)
+        val_ds = dataset_for(config, model, "validation", shuffle=False)
+
+    # Inputs are good: from here on the run directory may be written.
+    scratch = None
+    if chief:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(run_dir / "config.json", config.to_dict())
+        log_dir = run_dir / "logs"
+    else:  # non-chief workers write nothing to the shared run directory
+        scratch = Path(tempfile.mkdtemp(prefix="csvae-worker-"))
+        log_dir = scratch / "logs"
+    checkpoint = EpochCheckpoint(checkpoint_dir, history=state["history"] if state else (), write=chief)
+    if done:
+        print(f"Resuming {run_dir} after epoch {done} of {config.epochs}.")
+    print(
+        f"Training {config.model} on {config.dataset} {info.input_shape} for {config.epochs} epochs, "
+        f"batch {config.batch_size}, {policy}, {strategy.num_replicas_in_sync} replica(s)."
+    )
+    start = time.time()
+    try:
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=config.epochs,
+            initial_epoch=done,
+            callbacks=[StopOnNaN(), checkpoint, keras.callbacks.TensorBoard(log_dir=str(log_dir))],
+            verbose=verbose,
+        )
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if chief:
+        tmp = run_dir / ".model.tmp.keras"
+        model.save(tmp)
+        os.replace(tmp, run_dir / "model.keras")
+        write_json_atomic(run_dir / "history.json", checkpoint.history)
+        print(f"Trained {config.epochs - done} epoch(s) in {time.time() - start:.1f} s; model: {run_dir / 'model.keras'}")
+    return checkpoint.history
