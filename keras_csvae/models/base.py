@@ -196,6 +196,25 @@ class LatentModel(keras.Model):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return tf.reduce_mean(per_example) / tf.cast(replicas, per_example.dtype)
 
+    # -- export ----------------------------------------------------------------------
+    def serving_functions(self):
+        """The functions exported to SavedModel and ONNX.
+
+        Returns ``{name: (fn, input_specs)}``: ``fn`` takes float32 tensors in
+        the order of ``input_specs`` (``tf.TensorSpec`` with batch dim ``None``
+        and a name) and returns a dict of float32 tensors whose names differ
+        from the inputs'. They are plain TensorFlow on distribution parameters,
+        without TFP or random ops (tf2onnx cannot convert those): noise, where
+        wanted, is an input. Must include ``manipulate``.
+        """
+        raise NotImplementedError
+
+    def x_spec(self, name="x"):
+        return tf.TensorSpec([None, *self.data_shape], tf.float32, name=name)
+
+    def y_spec(self, name="y"):
+        return tf.TensorSpec([None, self.num_labels], tf.float32, name=name)
+
     # -- numpy front end ---------------------------------------------------------------
     def run_batched(self, fn, arrays, batch_size=256):
         """Applies ``fn(*tensors) -> tensor or dict`` over ``arrays`` in batches; numpy out."""

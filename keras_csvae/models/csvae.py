@@ -206,6 +206,52 @@ class CSVAE(TwoOptimizerModel):
     def metrics(self):
         return list(self.trackers.values())
 
+    # -- export -------------------------------------------------------------------------------
+    def serving_functions(self):
+        """``encode``, ``decode``, ``reconstruct``, ``manipulate``, ``edit_at`` and
+        ``sample`` (see ``LatentModel.serving_functions``).
+
+        - ``manipulate(x, y_target) -> x_edited``: the paper's edit, ``w`` at the
+          target prior's mean.
+        - ``edit_at(x, w) -> x_edited``: ``z`` from ``x``, ``w`` chosen by the
+          caller (a style, a traversal point; label ``i`` owns columns
+          ``i*w_dim:(i+1)*w_dim``).
+        - ``sample(eps_z, eps_w, y) -> x_sample``: ``z = eps_z``,
+          ``w = mean(y) + scale(y) · eps_w`` with caller-given noise.
+        """
+        w_spec = lambda name: tf.TensorSpec([None, self.w_total_dim], tf.float32, name=name)  # noqa: E731
+        z_spec = lambda name: tf.TensorSpec([None, self.z_dim], tf.float32, name=name)  # noqa: E731
+
+        def encode(x, y):
+            return self.encode_tensors(x, y)
+
+        def decode(z, w):
+            return {"x_mean": self.decode_tensors(z, w)}
+
+        def reconstruct(x, y):
+            z_mean, w_mean = self._posterior_means(x, y)
+            return {"x_reconstruction": self.decode_tensors(z_mean, w_mean)}
+
+        def manipulate(x, y_target):
+            w_mean, _ = self.prior.parameters(y_target, self.w_dim)
+            return {"x_edited": self.decode_tensors(self.z_encoder(x)[0], w_mean)}
+
+        def edit_at(x, w):
+            return {"x_edited": self.decode_tensors(self.z_encoder(x)[0], w)}
+
+        def sample(eps_z, eps_w, y):
+            w_mean, w_scale = self.prior.parameters(y, self.w_dim)
+            return {"x_sample": self.decode_tensors(eps_z, w_mean + w_scale * eps_w)}
+
+        return {
+            "encode": (encode, [self.x_spec(), self.y_spec()]),
+            "decode": (decode, [z_spec("z"), w_spec("w")]),
+            "reconstruct": (reconstruct, [self.x_spec(), self.y_spec()]),
+            "manipulate": (manipulate, [self.x_spec(), self.y_spec("y_target")]),
+            "edit_at": (edit_at, [self.x_spec(), w_spec("w")]),
+            "sample": (sample, [z_spec("eps_z"), w_spec("eps_w"), self.y_spec()]),
+        }
+
     # -- editing API (numpy in, numpy out) ---------------------------------------------------
     def _posterior_means(self, x, y):
         out = self.encode_tensors(tf.cast(x, tf.float32), tf.cast(y, tf.float32))

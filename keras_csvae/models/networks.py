@@ -75,7 +75,7 @@ def gaussian_encoder(
         h = layer(h)
     mean = layers.Dense(latent_dim, dtype="float32", name=f"{name}_mean")(h)
     log_var = layers.Dense(latent_dim, dtype="float32", name=f"{name}_log_var")(h)
-    return keras.Model(inputs, [mean, log_var], name=name)
+    return keras.Model(inputs if num_labels else x_in, [mean, log_var], name=name)
 
 
 def decoder(
