@@ -165,3 +165,45 @@ def elbo_objective(terms: dict, betas: Betas):
     )
     m2 = betas.adversary_entropy * terms["adversary_negative_entropy"]
     return -m1 + m2
+
+
+# -- pieces shared with the baselines (VAE, CondVAE, CondVAE-info) -------------------------------
+
+
+def as_betas(value) -> Betas:
+    """``Betas`` from ``None`` (defaults), a ``Betas`` or a list ``[β1, …, β5]``."""
+    if isinstance(value, Betas):
+        return value
+    return Betas.from_list(value) if value is not None else Betas()
+
+
+def as_w_prior(value) -> WPrior:
+    """``WPrior`` from ``None`` (convention "B"), a ``WPrior``, ``"A"``/``"B"`` or a dict of its fields."""
+    if isinstance(value, WPrior):
+        return value
+    if isinstance(value, str):
+        return WPrior.convention(value)
+    return WPrior(**(value or {}))
+
+
+def reconstruction_mse(x, x_mean):
+    """Mean squared error over all event dims, ``[batch]``."""
+    x = tf.reshape(x, [tf.shape(x)[0], -1])
+    x_mean = tf.reshape(tf.cast(x_mean, x.dtype), [tf.shape(x_mean)[0], -1])
+    return tf.reduce_mean(tf.square(x - x_mean), axis=-1)
+
+
+def label_cross_entropy(y, logits):
+    """``−Σ_i log q(y_i | ·)``: binary cross-entropy summed over the ``k`` labels, ``[batch]``."""
+    return -adversary_log_likelihood(y, logits)
+
+
+def vae_objective(terms: dict, betas: Betas):
+    """The baselines' negative weighted ELBO per example, ``[batch]``:
+
+        −(β1·log p(x | ·) − β3·KL(q(z | ·) ‖ N(0, I)))
+
+    with the CSVAE's β1 (reconstruction) and β3 (the KL of ``z`` to ``N(0, I)``);
+    ``terms`` holds ``reconstruction_log_likelihood`` and ``kl_z``.
+    """
+    return -(betas.reconstruction * terms["reconstruction_log_likelihood"] - betas.kl_z * terms["kl_z"])

@@ -23,6 +23,21 @@ ARCHITECTURE_DEFAULTS = {
 }
 
 
+def gaussian_sample(mean, log_var, seed):
+    """A reparameterised sample of ``N(mean, diag(exp(log_var)))``, same shape as ``mean``.
+
+    ``seed`` is a stateless ``[2]`` int32 seed (``LatentModel.step_seed``).
+    """
+    noise = tf.random.stateless_normal(tf.shape(mean), seed, dtype=mean.dtype)
+    return mean + tf.exp(0.5 * log_var) * noise
+
+
+def _without_loss_scale(optimizer):
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return optimizer.inner_optimizer
+    return optimizer
+
+
 class LatentModel(keras.Model):
     """Base class: a latent-variable model of ``x`` ``[batch, *data_shape]``
     with ``k = num_labels`` binary labels ``y`` ``[batch, k]``.
@@ -196,6 +211,24 @@ class LatentModel(keras.Model):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return tf.reduce_mean(per_example) / tf.cast(replicas, per_example.dtype)
 
+    # -- metrics -----------------------------------------------------------------------
+    def update_trackers(self, terms):
+        """Updates ``self.trackers`` (``{name: keras.metrics.Mean}``) from the
+        ``[batch]`` tensors in ``terms``; returns the logs of the step."""
+        for name, tracker in self.trackers.items():
+            tracker.update_state(terms[name])
+        logs = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras reduces step logs with reduce(MEAN, axis=0) under this
+            # strategy, which rejects scalars: give it a length-1 axis.
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
+
+    @property
+    def metrics(self):
+        trackers = getattr(self, "trackers", None)
+        return list(trackers.values()) if trackers else super().metrics
+
     # -- export ----------------------------------------------------------------------
     def serving_functions(self):
         """The functions exported to SavedModel and ONNX.
@@ -227,6 +260,41 @@ class LatentModel(keras.Model):
             raise InputError("Empty input: nothing to compute.")
         return keras.tree.map_structure(lambda *parts: np.concatenate(parts, axis=0), *outputs)
 
+
+    def check_codes(self, codes, dim, name="z"):
+        """Eager check of latent codes: float32 ``[n, dim]`` or ``InputError``."""
+        codes = np.asarray(codes, np.float32)
+        if codes.ndim != 2 or codes.shape[-1] != dim:
+            raise InputError(f"{name} has shape {codes.shape}; this model expects [n, {dim}].")
+        if not np.all(np.isfinite(codes)):
+            raise InputError(f"{name} contains NaN or infinite values.")
+        return codes
+
+    def check_edit_arrays(self, x, y_target, y=None):
+        """Checks the inputs of an edit: ``x`` ``[n, *data_shape]``, ``y_target``
+        ``[n, k]`` (one row is repeated for every ``x``) and optional source
+        labels ``y`` ``[n, k]``. Returns float32 ``(x, y_target, y)``.
+        """
+        x = self.check_arrays(x)
+        y_target = self.check_arrays(y=y_target)
+        if len(y_target) == 1:
+            y_target = np.repeat(y_target, len(x), axis=0)
+        if len(y_target) != len(x):
+            raise InputError(f"{len(x)} examples in x but {len(y_target)} target label rows.")
+        if y is not None:
+            x, y = self.check_arrays(x, y)
+        return x, y_target, y
+
+    # -- style control -----------------------------------------------------------------------
+    def edit_variants(self, x, label, n=5, y=None, **kwargs):
+        """``n`` different edits of every ``x`` that switch ``label`` on.
+
+        How the variants differ is the model's style control (e.g. the CSVAE's
+        points in ``W_label``). Args: ``x`` ``[batch, *data_shape]``, ``label``
+        (name or index), ``n``, ``y`` source labels ``[batch, k]`` for models
+        that need them. Returns ``[n, batch, *data_shape]``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not define edit_variants.")
 
 class TwoOptimizerModel(LatentModel):
     """A model trained with two optimisers: the ELBO one for encoders and
@@ -270,7 +338,100 @@ class TwoOptimizerModel(LatentModel):
             jit_compile=config.get("jit_compile", False),
         )
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3's fit reduces a sample batch across replicas here, which
+        # fails under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+        # Nothing needs building: weights, both optimisers and the metric
+        # trackers all exist once __init__ and compile have run.
+        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def apply_gradients(self, optimizer, tape, loss, variables):
         """One optimiser step on ``variables`` only (loss-scaled if the optimiser is)."""
         grads = tape.gradient(loss, variables)
         optimizer.apply(grads, variables)
+
+
+    # -- training (the CSVAE's step, shared) --------------------------------------------------
+    def train_step(self, data):
+        """One step of each optimiser on a batch ``(x, y)``.
+
+        Subclasses define ``loss_terms(x, y, seed, training) -> (terms, codes, y)``
+        (``terms["loss"]`` ``[batch]`` is what the encoders and decoder minimise;
+        ``codes`` is passed on unchanged) and ``adversary_loss(codes, y,
+        training) -> [batch]``, which must hold the codes fixed (stop-gradient).
+        """
+        x, y = data[:2]
+        with tf.GradientTape() as tape:
+            terms, codes, y = self.loss_terms(x, y, self.step_seed(0), training=True)
+            scaled = self.optimizer.scale_loss(self.replica_mean(terms["loss"]))
+        self.apply_gradients(self.optimizer, tape, scaled, self.elbo_variables)
+
+        with tf.GradientTape() as tape:
+            terms["adversary_loss"] = self.adversary_loss(codes, y, training=True)
+            scaled = self.adversary_optimizer.scale_loss(self.replica_mean(terms["adversary_loss"]))
+        self.apply_gradients(self.adversary_optimizer, tape, scaled, self.adversary_variables)
+        return self.update_trackers(terms)
+
+    def test_step(self, data):
+        x, y = data[:2]
+        terms, codes, y = self.loss_terms(x, y, self.fixed_seed(self.seed), training=False)
+        terms["adversary_loss"] = self.adversary_loss(codes, y, training=False)
+        return self.update_trackers(terms)
+
+
+class OneOptimizerModel(LatentModel):
+    """A model trained by one optimiser on all its trainable weights.
+
+    ``compile(optimizer, adversary_optimizer=None)`` accepts and ignores an
+    adversary optimiser, so every model is compiled the same way
+    (``training.train.compile_model``).
+
+    Subclasses define ``loss_terms(x, y, seed, training) -> (terms, codes, y)``
+    (``terms["loss"]`` ``[batch]`` is minimised) and may override
+    ``observe_training_batch(codes, y)``, which runs after each optimiser step
+    (running statistics of the codes, for instance).
+    """
+
+    def compile(self, optimizer="adam", adversary_optimizer=None, **kwargs):
+        del adversary_optimizer  # no adversary: accepted for a uniform compile call
+        super().compile(optimizer=optimizer, **kwargs)
+        # Built now, under the strategy scope, like TwoOptimizerModel's.
+        self.optimizer.build(self.elbo_variables)
+
+    @property
+    def elbo_variables(self):
+        return self.trainable_weights
+
+    def get_compile_config(self):
+        if not getattr(self, "compiled", False):
+            return None
+        return {
+            "optimizer": keras.optimizers.serialize(_without_loss_scale(self.optimizer)),
+            "jit_compile": bool(self.jit_compile),
+        }
+
+    def compile_from_config(self, config):
+        self.compile(
+            optimizer=keras.optimizers.deserialize(config["optimizer"]),
+            jit_compile=config.get("jit_compile", False),
+        )
+
+    def observe_training_batch(self, codes, y):
+        """Hook run after each optimiser step with ``loss_terms``' codes and labels."""
+
+    def train_step(self, data):
+        x, y = data[:2]
+        with tf.GradientTape() as tape:
+            terms, codes, y = self.loss_terms(x, y, self.step_seed(0), training=True)
+            scaled = self.optimizer.scale_loss(self.replica_mean(terms["loss"]))
+        variables = self.elbo_variables
+        self.optimizer.apply(tape.gradient(scaled, variables), variables)
+        self.observe_training_batch(codes, y)
+        return self.update_trackers(terms)
+
+    def test_step(self, data):
+        x, y = data[:2]
+        terms, _, _ = self.loss_terms(x, y, self.fixed_seed(self.seed), training=False)
+        return self.update_trackers(terms)

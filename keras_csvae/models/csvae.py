@@ -197,15 +197,6 @@ class CSVAE(TwoOptimizerModel):
         x, y = data[:2]
         return self.decode_tensors(*self._posterior_means(x, y))
 
-    def update_trackers(self, terms):
-        for name, tracker in self.trackers.items():
-            tracker.update_state(terms[name])
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
-
     # -- export -------------------------------------------------------------------------------
     def serving_functions(self):
         """``encode``, ``decode``, ``reconstruct``, ``manipulate``, ``edit_at`` and

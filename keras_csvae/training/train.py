@@ -96,7 +96,9 @@ def _check_run_dir(run_dir: Path, config: TrainConfig):
 
 
 def train(config: TrainConfig, run_dir, verbose="auto"):
-    """Trains (or resumes) the run in ``run_dir``. Returns the history entries.
+    """Trains (or resumes) the run in ``run_dir``. Returns the trained model.
+
+    The per-epoch history is in ``run_dir/history.json``.
 
     Raises:
       registry.DatasetError, models.InputError, RunDirError, ValueError: bad
@@ -117,7 +119,7 @@ def train(config: TrainConfig, run_dir, verbose="auto"):
     done = state["epoch"] if state else 0
     if done >= config.epochs and (run_dir / "model.keras").exists():
         print(f"{run_dir} already holds {done} trained epochs; nothing to do.")
-        return state["history"]
+        return keras.saving.load_model(run_dir / "model.keras")
 
     with strategy.scope():
         if state:
@@ -150,6 +152,7 @@ def train(config: TrainConfig, run_dir, verbose="auto"):
             validation_data=val_ds,
             epochs=config.epochs,
             initial_epoch=done,
+            shuffle=False,  # the dataset shuffles itself, seeded
             callbacks=[StopOnNaN(), checkpoint, keras.callbacks.TensorBoard(log_dir=str(log_dir))],
             verbose=verbose,
         )
@@ -162,4 +165,4 @@ def train(config: TrainConfig, run_dir, verbose="auto"):
         os.replace(tmp, run_dir / "model.keras")
         write_json_atomic(run_dir / "history.json", checkpoint.history)
         print(f"Trained {config.epochs - done} epoch(s) in {time.time() - start:.1f} s; model: {run_dir / 'model.keras'}")
-    return checkpoint.history
+    return model
