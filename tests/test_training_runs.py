@@ -1,0 +1,173 @@
+"""`csvae train` / `csvae evaluate`: run directories, resuming, bad input."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import numpy as np
+import pytest
+
+from helpers import csvae_cli
+from keras_csvae.data import registry
+from keras_csvae.evaluation.evaluate import RunError, evaluate_run
+from keras_csvae.models import InputError
+from keras_csvae.training import RunDirError, TrainConfig, TrainingDivergedError, train
+
+SMALL = {"num_examples": 512}
+
+
+def small_config(**kwargs):
+    values = dict(dataset="swiss_roll", epochs=2, batch_size=64, precision="float32", strategy="default",
+                  dataset_options=dict(SMALL))
+    values.update(kwargs)
+    return TrainConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run") / "swiss"
+    train(small_config(), run_dir, verbose=0)
+    return run_dir
+
+
+def test_run_directory_layout_and_history(finished_run):
+    for name in ("config.json", "model.keras", "history.json", "checkpoint/state.json"):
+        assert (finished_run / name).exists(), name
+    assert any((finished_run / "logs").rglob("*tfevents*")), "TensorBoard logs"
+    history = json.loads((finished_run / "history.json").read_text())
+    assert [e["epoch"] for e in history] == [1, 2]
+    for term in ("loss", "kl_w", "kl_z", "reconstruction_log_likelihood", "adversary_loss", "val_loss"):
+        assert all(np.isfinite(e[term]) for e in history), term
+
+
+def test_evaluate_writes_metrics_and_figure(finished_run):
+    metrics = evaluate_run(finished_run)
+    stored = json.loads((finished_run / "metrics.json").read_text())
+    assert stored["w_label_accuracy"] == metrics["w_label_accuracy"]
+    for key in ("reconstruction_mse", "w_label_accuracy", "z_label_accuracy", "z_majority_rate"):
+        assert 0.0 <= stored[key] < 10.0, key
+    # Labels are balanced: the majority rate is near one half.
+    assert 0.4 < stored["z_majority_rate"] < 0.6
+    assert (finished_run / "w_subspace.png").stat().st_size > 1000
+
+
+def test_rerunning_a_finished_run_changes_nothing(finished_run):
+    before = (finished_run / "history.json").read_text()
+    train(small_config(), finished_run, verbose=0)
+    assert (finished_run / "history.json").read_text() == before
+
+
+def test_resume_after_sigkill_keeps_one_entry_per_epoch(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["train", "--dataset", "swiss_roll", "--epochs", "8", "--batch-size", "32", "--num-examples", "4096",
+            "--precision", "float32", "--strategy", "default", "--out", run_dir, "--verbose", "0"]
+    proc = subprocess.Popen([sys.executable, "-m", "keras_csvae.cli", *map(str, args)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = run_dir / "checkpoint" / "state.json"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:
+            if state.exists() and json.loads(state.read_text())["epoch"] >= 2:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("training never reached epoch 2")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    killed_at = json.loads(state.read_text())["epoch"]
+    assert killed_at < 8, "the run finished before it was killed; make epochs longer"
+    assert not (run_dir / "model.keras").exists()
+
+    result = csvae_cli(*args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"Resuming {run_dir} after epoch {killed_at}" in result.stdout
+    history = json.loads((run_dir / "history.json").read_text())
+    assert [e["epoch"] for e in history] == list(range(1, 9))
+    # Only the newest checkpoint is kept.
+    assert len(list((run_dir / "checkpoint").glob("*.keras"))) == 1
+
+
+def test_unknown_dataset_lists_known_ones_and_writes_nothing(tmp_path):
+    result = csvae_cli("train", "--dataset", "nope", "--out", tmp_path / "run")
+    assert result.returncode == 2
+    assert "Unknown dataset 'nope'" in result.stderr and "swiss_roll" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture
+def broken_dataset():
+    """Registers a dataset whose arrays come from a callable the test sets."""
+    holder = {}
+
+    def arrays(split, num_examples=None):
+        return holder["arrays"]()
+
+    registry.register_dataset(
+        "broken_for_test",
+        registry.Dataset(
+            info_fn=lambda **_: registry.DatasetInfo("broken_for_test", (3,), ("a",)),
+            arrays_fn=arrays,
+            options=("num_examples",),
+            defaults={"model": {"architecture": "mlp", "hidden_units": [8], "z_dim": 2}},
+        ),
+    )
+    yield holder
+    registry._REGISTRY.pop("broken_for_test")
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        (lambda: (np.full((8, 3), np.nan, np.float32), np.zeros((8, 1), np.float32)), "NaN"),
+        (lambda: (np.zeros((8, 3), np.float32), np.full((8, 1), 2.0, np.float32)), "0 or 1"),
+        (lambda: (np.zeros((8, 3), np.float32), np.zeros((8, 2), np.float32)), "2 label"),
+        (lambda: (np.zeros((8, 4), np.float32), np.zeros((8, 1), np.float32)), "expects \\[batch, 3\\]"),
+    ],
+)
+def test_bad_training_data_fails_before_writing(tmp_path, broken_dataset, arrays, message):
+    broken_dataset["arrays"] = arrays
+    with pytest.raises(InputError, match=message):
+        train(small_config(dataset="broken_for_test", dataset_options={}), tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run").exists()
+
+
+def test_diverging_training_stops_with_a_message(tmp_path, broken_dataset):
+    rng = np.random.default_rng(0)
+    broken_dataset["arrays"] = lambda: (
+        (rng.standard_normal((64, 3)) * 1e19).astype(np.float32),
+        (rng.random((64, 1)) < 0.5).astype(np.float32),
+    )
+    with pytest.raises(TrainingDivergedError, match="became"):
+        train(small_config(dataset="broken_for_test", dataset_options={}), tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run" / "model.keras").exists()
+    assert not (tmp_path / "run" / "checkpoint" / "state.json").exists()
+
+
+def test_existing_run_with_other_config_is_refused(finished_run):
+    with pytest.raises(RunDirError, match="different configuration"):
+        train(small_config(seed=1), finished_run, verbose=0)
+
+
+def test_corrupt_and_mismatched_model_files_give_clear_errors(finished_run, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((finished_run / "config.json").read_text())
+    (broken / "model.keras").write_bytes((finished_run / "model.keras").read_bytes()[:200])
+    result = csvae_cli("evaluate", "--run", broken)
+    assert result.returncode == 2 and "corrupt" in result.stderr and "Traceback" not in result.stderr
+
+    # A model of another dataset (digits: 16x16x1, 10 labels) in a swiss-roll run.
+    from helpers import tiny_csvae
+
+    tiny_csvae(data_shape=(16, 16, 1), num_labels=10).save(broken / "model.keras")
+    with pytest.raises(RunError, match="do not belong together"):
+        evaluate_run(broken)
+    assert zipfile.is_zipfile(broken / "model.keras")
+    assert not (broken / "metrics.json").exists()
