@@ -4,10 +4,11 @@ A point is ``(t·cos t, h, t·sin t)`` with roll angle ``t ~ U(1.5π, 4.5π)`` a
 height ``h ~ U(0, 21)``, plus Gaussian noise (σ = 0.05), then standardised
 with the training split's statistics.
 
-The label is ``y = 1`` when the point lies on the outer half of the roll,
-``t > 3π`` (the median angle), else ``0``: balanced, a function of ``x``, and
-not linearly separable in ``x``. A CSVAE must put "which half" in ``W`` and the
-position within the half (and the height) in ``Z``.
+The label is ``y = 1`` when the point lies in the upper half of the roll,
+``h > 10.5`` (the median height), else ``0``: balanced and a function of
+``x``. A CSVAE must put "which half" in ``W`` and everything else (the
+position along the roll, the distance from the middle) in ``Z``, so that the
+adversary cannot tell the halves apart from ``z``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def sample_swiss_roll(n: int, seed: int):
     t = 1.5 * np.pi * (1.0 + 2.0 * rng.random(n))
     h = 21.0 * rng.random(n)
     x = np.stack([t * np.cos(t), h, t * np.sin(t)], axis=-1) + NOISE * rng.standard_normal((n, 3))
-    y = (t > 3.0 * np.pi).astype(np.float32)[:, None]
+    y = (h > 10.5).astype(np.float32)[:, None]
     return x.astype(np.float32), y
 
 
@@ -48,8 +49,8 @@ def info(num_examples: int | None = None) -> DatasetInfo:
     return DatasetInfo(
         name="swiss_roll",
         input_shape=(3,),
-        label_names=("outer_half",),
-        description="3-D swiss roll; label: the point is on the outer half of the roll (toy experiment).",
+        label_names=("upper_half",),
+        description="3-D swiss roll; label: the point is in the upper half of the roll (toy experiment).",
     )
 
 
