@@ -82,9 +82,11 @@ def cmd_data(args):
             print(f"{name:28s} {_describe(name)}")
         return
     if args.preview:
+        if args.dataset != "synthetic_faces":
+            raise ValueError("--preview draws synthetic_faces (with counterfactual pairs); other datasets have no preview.")
         from keras_csvae.data import preview
 
-        preview.preview_for(args.dataset, args.preview, image_size=args.image_size)
+        preview.preview_grid(args.preview, image_size=args.image_size)
         print(f"Wrote {args.preview}")
     else:
         print(_describe(args.dataset))

@@ -19,3 +19,4 @@ from keras_csvae.data.registry import (
 # Each module registers its dataset(s) on import.
 from keras_csvae.data import swiss_roll  # noqa: E402,F401
 from keras_csvae.data import celeba, digits, tfd  # noqa: E402,F401
+from keras_csvae.data import synthetic_faces, synthetic_faces_tfds  # noqa: E402,F401

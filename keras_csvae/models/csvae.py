@@ -334,6 +334,20 @@ class CSVAE(TwoOptimizerModel):
         a, b = np.meshgrid(axis, axis, indexing="ij")
         return np.stack([a.ravel(), b.ravel()], axis=-1).astype(np.float32)
 
+    def edit_variants(self, x, label, n=9, y=None, extent=2.0):
+        """``n`` edits of ``x`` with ``label`` switched on, one per point of a
+        ``√n × √n`` grid over ``W_label`` (see ``subspace_grid``): the styles the
+        model learned. Other labels keep ``y`` (default: off).
+
+        Returns ``[n', batch, *data_shape]`` with ``n' = round(√n)²``.
+        """
+        x = self.check_arrays(x)
+        i = self.label_index(label)
+        y_target = np.zeros((len(x), self.num_labels), np.float32) if y is None else self.check_arrays(y=y).copy()
+        y_target[:, i] = 1
+        side = max(int(round(np.sqrt(n))), 1)
+        return self.traverse(x, i, self.subspace_grid(i, n=side, extent=extent), y_target=y_target)
+
     def traverse(self, x, label, points, y_target=None):
         """Decodes each ``x`` with ``W_label`` set to each of ``points`` ``[p, w_dim]``.
 
