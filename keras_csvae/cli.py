@@ -69,9 +69,31 @@ def cmd_train(args):
 def cmd_evaluate(args):
     from keras_csvae.evaluation.evaluate import evaluate_run
 
-    metrics = evaluate_run(args.run, max_examples=args.max_examples)
-    print(json.dumps({k: v for k, v in metrics.items() if k != "per_label"}, indent=2))
-    print(f"Wrote {os.path.join(args.run, 'metrics.json')} and {os.path.join(args.run, 'w_subspace.png')}")
+    metrics = evaluate_run(args.run, max_examples=args.max_examples, edit_examples=args.edit_examples, judge_dir=args.judge_dir)
+    summary = {k: v for k, v in metrics.items() if k != "per_label"}
+    if "edits" in summary:
+        summary["edits"] = {k: v for k, v in summary["edits"].items() if k != "per_label"}
+    print(json.dumps(summary, indent=2))
+    figures = sorted(p.name for p in __import__("pathlib").Path(args.run).glob("*.png"))
+    print(f"Wrote {os.path.join(args.run, 'metrics.json')} and {', '.join(figures)}")
+
+
+def cmd_benchmark(args):
+    from keras_csvae.evaluation.benchmark import run_benchmark
+
+    run_benchmark(
+        args.out,
+        dataset=args.dataset,
+        models=[m.strip() for m in args.models.split(",")],
+        seeds=[int(s) for s in args.seeds.split(",")],
+        epochs=args.epochs,
+        image_size=args.image_size,
+        num_examples=args.num_examples,
+        edit_examples=args.edit_examples,
+        judge_dir=args.judge_dir,
+        command="csvae " + " ".join(sys.argv[1:]),
+    )
+    print(f"Wrote {os.path.join(args.out, 'results.md')} and results.json")
 
 
 def cmd_data(args):
@@ -128,8 +150,22 @@ def build_parser():
 
     evaluate = sub.add_parser("evaluate", help="metrics and figures of a trained run")
     evaluate.add_argument("--run", required=True)
-    evaluate.add_argument("--max-examples", type=int, default=5000)
+    evaluate.add_argument("--max-examples", type=int, default=5000, help="examples for the label probes")
+    evaluate.add_argument("--edit-examples", type=int, default=500, help="test images edited for the edit metrics")
+    evaluate.add_argument("--judge-dir", help="where judges are cached (default ~/.cache/keras_csvae/judges)")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    bench = sub.add_parser("benchmark", help="train and evaluate the four models over seeds; write a results table")
+    bench.add_argument("--out", required=True)
+    bench.add_argument("--dataset", default="synthetic_faces")
+    bench.add_argument("--models", default="csvae,vae,condvae,condvae_info")
+    bench.add_argument("--seeds", default="0,1,2")
+    bench.add_argument("--epochs", type=int, help="default: the dataset's")
+    bench.add_argument("--image-size", type=int, help="default: 32 for synthetic_faces (CPU size); 64 is the paper's")
+    bench.add_argument("--num-examples", type=int, help="training examples per run")
+    bench.add_argument("--edit-examples", type=int, default=500)
+    bench.add_argument("--judge-dir", help="where judges are cached (default ~/.cache/keras_csvae/judges)")
+    bench.set_defaults(func=cmd_benchmark)
 
     data = sub.add_parser("data", help="list datasets, or preview one")
     data.add_argument("--dataset")

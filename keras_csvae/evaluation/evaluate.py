@@ -5,6 +5,7 @@ Writes ``run_dir/metrics.json`` and ``run_dir/w_subspace.png``.
 
 from __future__ import annotations
 
+import inspect
 import json
 import zipfile
 from pathlib import Path
@@ -63,8 +64,13 @@ def split_arrays(config: TrainConfig, split: str, limit: int):
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def evaluate_run(run_dir, max_examples=5000):
-    """Computes the run's metrics; writes ``metrics.json`` and ``w_subspace.png``.
+def _encode(model, x, y):
+    takes_y = "y" in inspect.signature(model.encode).parameters
+    return model.encode(x, y) if takes_y else model.encode(x)
+
+
+def evaluate_run(run_dir, max_examples=5000, edit_examples=500, judge_dir=None):
+    """Computes the run's metrics; writes ``metrics.json`` and the figures.
 
     Metrics:
       reconstruction_mse: mean squared error of reconstructions on the test split.
@@ -72,31 +78,44 @@ def evaluate_run(run_dir, max_examples=5000):
         from ``w`` / ``z`` posterior means (fit on train, scored on test).
       z_majority_rate: the accuracy of always guessing the majority label; a
         ``z`` free of label information scores about this.
+      edits (image datasets): see ``edits.edit_metrics``, judged by the
+        dataset's cached judge (``judge_accuracy`` says how good it is).
+
+    Figures: ``w_subspace.png`` (models with ``w``), and for images
+    ``edit_grid.png`` and ``traversal_<label>.png``.
     """
     run_dir = Path(run_dir)
     config, model = load_run(run_dir)
     x_train, y_train = split_arrays(config, "train", max_examples)
     x_test, y_test = split_arrays(config, "test", max_examples)
-    codes_train = model.encode(x_train, y_train)
-    codes_test = model.encode(x_test, y_test)
+    codes_train = _encode(model, x_train, y_train)
+    codes_test = _encode(model, x_test, y_test)
     reconstruction = model.reconstruct(x_test, y_test)
 
-    w_accuracy, w_per_label = probes.label_probe_accuracy(codes_train["w_mean"], y_train, codes_test["w_mean"], y_test)
-    z_accuracy, z_per_label = probes.label_probe_accuracy(codes_train["z_mean"], y_train, codes_test["z_mean"], y_test)
     majority, majority_per_label = probes.majority_rate(y_train, y_test)
     metrics = {
         "dataset": config.dataset,
         "model": config.model,
         "num_test_examples": int(len(x_test)),
         "reconstruction_mse": float(np.mean((reconstruction - x_test) ** 2)),
-        "w_label_accuracy": w_accuracy,
-        "z_label_accuracy": z_accuracy,
         "z_majority_rate": majority,
-        "per_label": {
-            name: {"w_label_accuracy": w, "z_label_accuracy": z, "majority_rate": m}
-            for name, w, z, m in zip(model.label_names, w_per_label, z_per_label, majority_per_label)
-        },
+        "per_label": {name: {"majority_rate": m} for name, m in zip(model.label_names, majority_per_label)},
     }
-    plots.plot_w_subspaces(codes_test["w_mean"], y_test, model.label_names, model.w_dim, run_dir / "w_subspace.png")
+    for code in ("w", "z"):
+        if f"{code}_mean" not in codes_train:
+            continue
+        accuracy, per_label = probes.label_probe_accuracy(
+            codes_train[f"{code}_mean"], y_train, codes_test[f"{code}_mean"], y_test
+        )
+        metrics[f"{code}_label_accuracy"] = accuracy
+        for name, value in zip(model.label_names, per_label):
+            metrics["per_label"][name][f"{code}_label_accuracy"] = value
+    if "w_mean" in codes_test:
+        plots.plot_w_subspaces(codes_test["w_mean"], y_test, model.label_names, model.w_dim, run_dir / "w_subspace.png")
+
+    if len(model.data_shape) == 3:
+        from keras_csvae.evaluation import report
+
+        metrics["edits"] = report.edit_report(config, model, run_dir, edit_examples, judge_dir)
     write_json_atomic(run_dir / "metrics.json", metrics)
     return metrics

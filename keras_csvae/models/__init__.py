@@ -2,5 +2,7 @@
 
 from keras_csvae.models.base import InputError
 from keras_csvae.models.csvae import CSVAE
+from keras_csvae.models.cond_vae import CondVAE, CondVAEInfo
+from keras_csvae.models.vae import VAE
 
-MODELS = {"csvae": CSVAE}
+MODELS = {"csvae": CSVAE, "vae": VAE, "condvae": CondVAE, "condvae_info": CondVAEInfo}

@@ -125,6 +125,8 @@ class LatentModel(keras.Model):
     # -- input checks ------------------------------------------------------------
     def check_static_shapes(self, x, y=None):
         """Trace-time check of ``x`` ``[batch, *data_shape]`` and ``y`` ``[batch, k]``."""
+        if x.shape.rank is None or (y is not None and y.shape.rank is None):
+            return  # Keras retraces with unknown shapes; TF checks them at run time
         x_shape = tuple(x.shape[1:])
         if x_shape != self.data_shape:
             raise InputError(
@@ -260,7 +262,6 @@ class LatentModel(keras.Model):
             raise InputError("Empty input: nothing to compute.")
         return keras.tree.map_structure(lambda *parts: np.concatenate(parts, axis=0), *outputs)
 
-
     def check_codes(self, codes, dim, name="z"):
         """Eager check of latent codes: float32 ``[n, dim]`` or ``InputError``."""
         codes = np.asarray(codes, np.float32)
@@ -295,6 +296,7 @@ class LatentModel(keras.Model):
         that need them. Returns ``[n, batch, *data_shape]``.
         """
         raise NotImplementedError(f"{type(self).__name__} does not define edit_variants.")
+
 
 class TwoOptimizerModel(LatentModel):
     """A model trained with two optimisers: the ELBO one for encoders and
@@ -352,7 +354,6 @@ class TwoOptimizerModel(LatentModel):
         grads = tape.gradient(loss, variables)
         optimizer.apply(grads, variables)
 
-
     # -- training (the CSVAE's step, shared) --------------------------------------------------
     def train_step(self, data):
         """One step of each optimiser on a batch ``(x, y)``.
@@ -403,6 +404,12 @@ class OneOptimizerModel(LatentModel):
     @property
     def elbo_variables(self):
         return self.trainable_weights
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # The MultiWorkerMirroredStrategy work-around of TwoOptimizerModel's.
+        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def get_compile_config(self):
         if not getattr(self, "compiled", False):

@@ -1,0 +1,88 @@
+"""Edit evaluation of a trained image model: the dataset's judge, the edit
+metrics, and the pictures (edit grid, traversal per label)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from keras_csvae.data import registry
+from keras_csvae.evaluation import judge as judge_lib
+from keras_csvae.evaluation import plots
+from keras_csvae.evaluation.edits import SyntheticFacesTruth, edit_metrics, model_editor, model_variants
+
+JUDGE_TRAIN_EXAMPLES = 20_000
+JUDGE_EPOCHS = 10
+
+
+def judge_for(dataset: str, options: dict, judge_dir=None):
+    """The cached judge of a dataset (trained on its real training images)."""
+    options = dict(options)
+    options.pop("num_examples", None)  # the judge always sees the full data
+    key = {"dataset": dataset, **options, "n": JUDGE_TRAIN_EXAMPLES}
+    if dataset == "synthetic_faces":
+        truth = SyntheticFacesTruth(options.get("image_size", 64))
+
+        def make_data():
+            x_train, y_train, s_train, _ = truth.sample("train", JUDGE_TRAIN_EXAMPLES)
+            x_test, y_test, s_test, _ = truth.sample("validation", 2000)
+            return x_train, y_train, x_test, y_test, s_train, s_test
+
+    else:
+
+        def make_data():
+            x_train, y_train = registry.load_arrays(dataset, "train", **options)
+            x_test, y_test = registry.load_arrays(dataset, "validation", **options)
+            return x_train[:JUDGE_TRAIN_EXAMPLES], y_train[:JUDGE_TRAIN_EXAMPLES], x_test, y_test, None, None
+
+    return judge_lib.cached_judge(key, make_data, cache_dir=judge_dir, epochs=JUDGE_EPOCHS)
+
+
+def test_examples(config, n):
+    """``(x, y, truth, factors)`` of the test split; ``truth`` only for synthetic faces."""
+    if config.dataset == "synthetic_faces":
+        truth = SyntheticFacesTruth(config.dataset_options.get("image_size", 64))
+        x, y, _, factors = truth.sample("test", n)
+        return x, y, truth, factors
+    x, y = registry.load_arrays(config.dataset, "test", **config.dataset_options)
+    return x[:n], y[:n], None, None
+
+
+def edit_report(config, model, run_dir, num_examples=500, judge_dir=None, num_variants=9):
+    """Edit metrics (``edits.edit_metrics``) plus ``judge_accuracy``; writes
+    ``edit_grid.png`` and ``traversal_<label>.png`` into ``run_dir``."""
+    run_dir = Path(run_dir)
+    judge = judge_for(config.dataset, config.dataset_options, judge_dir)
+    x, y, truth, factors = test_examples(config, num_examples)
+    editor = model_editor(model)
+    variants = model_variants(model)
+    result = edit_metrics(
+        editor, judge, x, y, model.label_names, truth=truth, factors=factors,
+        variants=variants if judge.has_styles else None, num_variants=num_variants,
+    )
+    result["judge_accuracy"] = judge.accuracy["labels"]
+    if "styles" in judge.accuracy:
+        result["judge_style_accuracy"] = judge.accuracy["styles"]
+    result["num_examples"] = int(len(x))
+    write_edit_figures(model, x[:8], y[:8], editor, variants, run_dir, num_variants)
+    return result
+
+
+def write_edit_figures(model, x, y, editor, variants, run_dir, num_variants=9):
+    """``edit_grid.png``: rows are inputs; columns input, reconstruction, then
+    each label switched on and off. ``traversal_<label>.png``: rows are
+    inputs, columns the model's variants of that label switched on."""
+    columns = [x, model.reconstruct(x, y)]
+    names = ["input", "recon"]
+    for i, label in enumerate(model.label_names):
+        for value in (1, 0):
+            target = y.copy()
+            target[:, i] = value
+            columns.append(editor(x, y, target))
+            names.append(f"{'+' if value else '-'}{label[:8]}")
+    plots.image_grid(np.stack(columns, axis=1), Path(run_dir) / "edit_grid.png", col_labels=names)
+    for i, label in enumerate(model.label_names):
+        frames = np.asarray(variants(x[:4], y[:4], i, num_variants))  # [m, 4, ...]
+        grid = np.concatenate([x[:4, None], np.swapaxes(frames, 0, 1)], axis=1)
+        plots.image_grid(grid, Path(run_dir) / f"traversal_{label}.png", col_labels=["input"] + [""] * len(frames))
