@@ -10,7 +10,7 @@ import keras
 
 from keras_csvae import losses
 from keras_csvae.models import networks
-from keras_csvae.models.base import InputError, TwoOptimizerModel
+from keras_csvae.models.base import InputError, TwoOptimizerModel, gaussian_sample
 
 METRIC_NAMES = (
     "loss",
@@ -76,10 +76,8 @@ class CSVAE(TwoOptimizerModel):
         self.z_dim = int(z_dim)
         self.w_dim = int(w_dim)
         self.adversary_units = tuple(int(u) for u in adversary_units)
-        if isinstance(prior, str):
-            prior = losses.WPrior.convention(prior)
-        self.prior = prior if isinstance(prior, losses.WPrior) else losses.WPrior(**(prior or {}))
-        self.betas = betas if isinstance(betas, losses.Betas) else losses.Betas.from_list(betas or losses.Betas().as_list())
+        self.prior = losses.as_w_prior(prior)
+        self.betas = losses.as_betas(betas)
 
         self.z_encoder = networks.gaussian_encoder(self.data_shape, self.z_dim, name="z_encoder", **self.network_kwargs())
         self.w_encoder = networks.gaussian_encoder(
@@ -148,17 +146,13 @@ class CSVAE(TwoOptimizerModel):
         y = tf.cast(y, tf.float32)
         posterior = self.encode_tensors(x, y)
         seed_z, seed_w = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        z = posterior["z_mean"] + tf.exp(0.5 * posterior["z_log_var"]) * tf.random.stateless_normal(
-            tf.shape(posterior["z_mean"]), seed_z
-        )
-        w = posterior["w_mean"] + tf.exp(0.5 * posterior["w_log_var"]) * tf.random.stateless_normal(
-            tf.shape(posterior["w_mean"]), seed_w
-        )
+        z = gaussian_sample(posterior["z_mean"], posterior["z_log_var"], seed_z)
+        w = gaussian_sample(posterior["w_mean"], posterior["w_log_var"], seed_w)
         x_mean = self.decode_tensors(z, w)
         adversary_logits = self.adversary(z, training=training)
         terms = {
             "reconstruction_log_likelihood": losses.reconstruction_log_likelihood(x, x_mean, self.decoder_scale),
-            "reconstruction_mse": tf.reduce_mean(tf.reshape(tf.square(x - x_mean), [tf.shape(x)[0], -1]), axis=-1),
+            "reconstruction_mse": losses.reconstruction_mse(x, x_mean),
             "kl_w": losses.kl_w(posterior["w_mean"], posterior["w_log_var"], y, self.prior, self.w_dim),
             "kl_z": losses.kl_z(posterior["z_mean"], posterior["z_log_var"]),
             "adversary_negative_entropy": losses.adversary_negative_entropy(adversary_logits),
@@ -170,27 +164,6 @@ class CSVAE(TwoOptimizerModel):
         """``−N`` per example: the adversary's negative log-likelihood, ``z`` held fixed."""
         logits = self.adversary(tf.stop_gradient(z), training=training)
         return -self.betas.adversary * losses.adversary_log_likelihood(y, logits)
-
-    # -- training ---------------------------------------------------------------------
-    def train_step(self, data):
-        x, y = data[:2]
-        with tf.GradientTape() as tape:
-            terms, z, y = self.loss_terms(x, y, self.step_seed(0), training=True)
-            loss = self.replica_mean(terms["loss"])
-            scaled = self.optimizer.scale_loss(loss)
-        self.apply_gradients(self.optimizer, tape, scaled, self.elbo_variables)
-
-        with tf.GradientTape() as tape:
-            terms["adversary_loss"] = self.adversary_loss(z, y, training=True)
-            scaled = self.adversary_optimizer.scale_loss(self.replica_mean(terms["adversary_loss"]))
-        self.apply_gradients(self.adversary_optimizer, tape, scaled, self.adversary_variables)
-        return self.update_trackers(terms)
-
-    def test_step(self, data):
-        x, y = data[:2]
-        terms, z, y = self.loss_terms(x, y, self.fixed_seed(self.seed), training=False)
-        terms["adversary_loss"] = self.adversary_loss(z, y, training=False)
-        return self.update_trackers(terms)
 
     def predict_step(self, data):
         """``predict`` on ``(x, y)`` batches returns reconstructions ``[batch, *data_shape]``."""
