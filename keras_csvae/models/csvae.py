@@ -284,12 +284,7 @@ class CSVAE(TwoOptimizerModel):
         ``z`` = mean of ``q(z|x)``; ``w`` = ``target_w(y_target, ...)``; returns
         ``E[x | w, z]`` ``[n, *data_shape]``. Deterministic unless ``sample``.
         """
-        x = self.check_arrays(x)
-        y_target = self.check_arrays(y=y_target)
-        if len(y_target) == 1:
-            y_target = np.repeat(y_target, len(x), axis=0)
-        if len(y_target) != len(x):
-            raise InputError(f"{len(x)} images but {len(y_target)} target label rows.")
+        x, y_target, _ = self.check_edit_arrays(x, y_target)
         w = self.target_w(y_target, w_points=w_points, sample=sample, seed=seed)
         z_mean = self.run_batched(lambda a: self.z_encoder(a)[0], (x,), batch_size)
         return self.decode(z_mean, w, batch_size)
