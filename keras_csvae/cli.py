@@ -173,6 +173,10 @@ def build_parser():
     data.add_argument("--preview", help="write a PNG grid of examples here")
     data.add_argument("--image-size", type=int, default=64)
     data.set_defaults(func=cmd_data)
+
+    from export import command as export_command
+
+    export_command.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,138 @@
+"""What an export says about itself: ``metadata.json`` and ONNX ``metadata_props``.
+
+``metadata.json`` (at ``EXPORT_DIR/metadata.json`` and in each SavedModel
+version's ``assets.extra/``) holds: the model (type, labels, data shape,
+latent sizes, prior), the training config and its digest, package versions,
+every SavedModel signature and ONNX file with its inputs and outputs, the
+precision story, the verification errors and the int8 measurements.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import importlib.metadata
+import json
+import os
+import tempfile
+from pathlib import Path
+
+PACKAGES = ("keras-csvae", "tensorflow", "keras", "tensorflow-probability", "tf2onnx", "onnx", "onnxruntime", "numpy")
+METADATA_FILE = "metadata.json"
+FORMAT_VERSION = 1
+
+
+def package_versions() -> dict[str, str | None]:
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def _jsonable(value):
+    """``value`` with tuples as lists, dataclasses as dicts, numpy scalars as Python."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalar
+        return value.item()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def model_description(model, model_type: str | None = None) -> dict:
+    """The model as a client needs it: labels, shapes, latent sizes, prior.
+
+    Attributes a baseline lacks (``w_dim`` for a plain VAE) are left out.
+    """
+    data_shape = [int(d) for d in model.data_shape]
+    description = {
+        "model_type": model_type or type(model).__name__.lower(),
+        "class_name": type(model).__name__,
+        "label_names": list(model.label_names),
+        "num_labels": int(model.num_labels),
+        "data_shape": data_shape,
+        "is_image": len(data_shape) == 3,
+    }
+    if len(data_shape) == 3:
+        description["image_shape"] = data_shape
+        description["pixel_range"] = [0.0, 1.0]
+    for attribute in ("z_dim", "w_dim"):
+        if hasattr(model, attribute):
+            description[attribute] = int(getattr(model, attribute))
+    if hasattr(model, "prior"):
+        description["prior"] = _jsonable(model.prior)
+    config = dict(model.get_config())
+    config.pop("dtype", None)  # the training policy; exports compute in float32
+    description["model_config"] = _jsonable(config)
+    return description
+
+
+def onnx_metadata_props(description: dict, config_digest: str | None) -> dict[str, str]:
+    """String key/values for ONNX ``metadata_props`` (JSON where structured)."""
+    props = {
+        "model_type": description["model_type"],
+        "label_names": json.dumps(description["label_names"]),
+        "data_shape": json.dumps(description["data_shape"]),
+        "keras_csvae_version": package_versions()["keras-csvae"] or "unknown",
+    }
+    if "image_shape" in description:
+        props["image_shape"] = json.dumps(description["image_shape"])
+        props["pixel_range"] = json.dumps(description["pixel_range"])
+    for key in ("z_dim", "w_dim"):
+        if key in description:
+            props[key] = str(description[key])
+    if "prior" in description:
+        props["prior"] = json.dumps(description["prior"])
+    if config_digest:
+        props["training_config_digest"] = config_digest
+    return props
+
+
+def build_metadata(*, name, version, description, config, signatures, onnx_files, precision, verification, int8) -> dict:
+    """The content of ``metadata.json`` (see the module docstring)."""
+    return _jsonable(
+        {
+            "format_version": FORMAT_VERSION,
+            "name": name,
+            "version": version,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "model": description,
+            "training_config": config.to_dict() if config is not None else None,
+            "training_config_digest": config.digest() if config is not None else None,
+            "versions": package_versions(),
+            "precision": precision,
+            "savedmodel": None
+            if signatures is None
+            else {
+                "path": f"savedmodel/{name}/{version}",
+                "default_signature": "serving_default",
+                "signatures": signatures,
+            },
+            "onnx": onnx_files,
+            "int8": int8,
+            "verification": verification,
+        }
+    )
+
+
+def write_json(path, value) -> None:
+    """Writes ``value`` as indented JSON, atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(value, f, indent=2, sort_keys=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text())
