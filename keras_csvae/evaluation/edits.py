@@ -11,7 +11,8 @@ scored the same way as a trained model:
   CSVAE).
 
 For attribute ``i``, every test image is edited to the opposite value of
-``y_i`` (on → off and off → on), other labels unchanged.
+``y_i`` (on → off and off → on), other labels unchanged; one-hot labels stay
+one-hot (``edit_targets``).
 """
 
 from __future__ import annotations
@@ -61,6 +62,26 @@ def _per_example_mse(a, b):
     return np.mean((a - b).reshape(len(a), -1) ** 2, axis=-1)
 
 
+def is_one_hot(y):
+    """True for a multi-class label one-hot encoded (digits, expressions)."""
+    return y.shape[1] > 2 and bool(np.all(np.sum(y, axis=1) == 1))
+
+
+def edit_targets(y, i, one_hot=False):
+    """Target labels for editing label ``i``: its opposite value, others kept.
+
+    For one-hot labels an edit must stay one-hot: switching ``i`` on gives
+    class ``i``; switching it off gives class ``i + 1`` (mod ``k``).
+    """
+    y_target = y.copy()
+    if not one_hot:
+        y_target[:, i] = 1.0 - y[:, i]
+        return y_target
+    k = y.shape[1]
+    new_class = np.where(y[:, i] == 1, (i + 1) % k, i)
+    return np.eye(k, dtype=y.dtype)[new_class]
+
+
 def edit_metrics(editor, judge, x, y, label_names, truth=None, factors=None, variants=None, num_variants=9):
     """Scores an editor on test images ``x`` ``[n, ...]`` with labels ``y`` ``[n, k]``.
 
@@ -79,17 +100,21 @@ def edit_metrics(editor, judge, x, y, label_names, truth=None, factors=None, var
     """
     y = np.asarray(y, np.float32)
     k = y.shape[1]
+    one_hot = is_one_hot(y)
     judged_input = judge.labels(x)
     per_label = {}
     for i, name in enumerate(label_names):
-        y_target = y.copy()
-        y_target[:, i] = 1.0 - y[:, i]
+        y_target = edit_targets(y, i, one_hot)
         edited = np.asarray(editor(x, y, y_target), np.float32)
         if edited.shape != x.shape:
             raise ValueError(f"The editor returned {edited.shape} for inputs {x.shape}.")
         judged = judge.labels(edited)
-        result = {"manipulation_accuracy": float(np.mean(judged[:, i] == y_target[:, i]))}
-        if k > 1:
+        if one_hot:  # the edit succeeded if the judge sees the target class
+            hit = np.argmax(judge.label_probabilities(edited), axis=1) == np.argmax(y_target, axis=1)
+            result = {"manipulation_accuracy": float(np.mean(hit))}
+        else:
+            result = {"manipulation_accuracy": float(np.mean(judged[:, i] == y_target[:, i]))}
+        if k > 1 and not one_hot:  # with one-hot labels every edit changes another label
             others = [j for j in range(k) if j != i]
             result["preservation_accuracy"] = float(np.mean(judged[:, others] == judged_input[:, others]))
         if truth is not None:

@@ -10,7 +10,7 @@ import numpy as np
 from keras_csvae.data import registry
 from keras_csvae.evaluation import judge as judge_lib
 from keras_csvae.evaluation import plots
-from keras_csvae.evaluation.edits import SyntheticFacesTruth, edit_metrics, model_editor, model_variants
+from keras_csvae.evaluation.edits import SyntheticFacesTruth, edit_metrics, is_one_hot, model_editor, model_variants
 
 JUDGE_TRAIN_EXAMPLES = 20_000
 JUDGE_EPOCHS = 10
@@ -75,10 +75,12 @@ def write_edit_figures(model, x, y, editor, variants, run_dir, num_variants=9):
     inputs, columns the model's variants of that label switched on."""
     columns = [x, model.reconstruct(x, y)]
     names = ["input", "recon"]
+    one_hot = is_one_hot(y)
     for i, label in enumerate(model.label_names):
-        for value in (1, 0):
-            target = y.copy()
-            target[:, i] = value
+        for value in (1,) if one_hot else (1, 0):  # one-hot: "switch to class i"
+            target = np.eye(y.shape[1], dtype=y.dtype)[[i] * len(y)] if one_hot else y.copy()
+            if not one_hot:
+                target[:, i] = value
             columns.append(editor(x, y, target))
             names.append(f"{'+' if value else '-'}{label[:8]}")
     plots.image_grid(np.stack(columns, axis=1), Path(run_dir) / "edit_grid.png", col_labels=names)
