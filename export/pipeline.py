@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from export import destination, metadata, onnx_export, quantize, savedmodel, verify
+from export import destination, judge_check, metadata, onnx_export, quantize, savedmodel, verify
 from export.errors import ExportError
 from export.precision import float32_copy
 from export.signatures import signature_functions
@@ -59,6 +59,7 @@ def export_run(run_dir, out, *, calibration_examples: int = CALIBRATION_EXAMPLES
     the run is loaded. Returns the metadata written.
     """
     from keras_csvae.evaluation.evaluate import load_run
+    from keras_csvae.evaluation.report import existing_judge
 
     parse_formats(options.get("formats", FORMATS))
     destination.resolve_version(out, options.get("name", "csvae"), options.get("version"), options.get("overwrite", False))
@@ -66,7 +67,11 @@ def export_run(run_dir, out, *, calibration_examples: int = CALIBRATION_EXAMPLES
         raise ExportError(f"calibration_examples must be ≥ 1, got {calibration_examples}.")
     options.get("log", print)(f"Loading the run in {run_dir}...")
     config, model = load_run(run_dir)
-    return export_model(model, out, config=config, data=run_data(config, calibration_examples), **options)
+    # The int8 model must also be judged like the float32 one, when the
+    # dataset's judge exists (``csvae evaluate`` trains it; export never does).
+    judge = existing_judge(config.dataset, config.dataset_options) if len(model.data_shape) == 3 else None
+    with judge_check.judged_by(judge):
+        return export_model(model, out, config=config, data=run_data(config, calibration_examples), **options)
 
 
 def export_model(

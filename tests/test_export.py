@@ -447,3 +447,26 @@ def _spec(name, width=3):
 def test_contract_violations_are_clear_errors(functions, message):
     with pytest.raises(ExportError, match=message):
         signature_functions(_StubModel(functions))
+
+
+def test_int8_is_judged_like_float32_when_a_judge_exists():
+    """The judge check passes when int8 and float32 edits are judged alike, fails when not."""
+    import numpy as np
+
+    from export import judge_check, quantize
+
+    class ThresholdJudge:
+        accuracy = {"labels": 1.0}
+
+        def labels(self, images):
+            return (images.reshape(len(images), -1).mean(axis=1, keepdims=True) > 0.5).astype(int)
+
+    check = judge_check.judge_agreement_check(ThresholdJudge())
+    bright = np.full((10, 4, 4, 3), 0.9, np.float32)
+    same = quantize.QualityContext(None, {}, {"x_edited": bright}, {"x_edited": bright - 0.01}, None)
+    flipped = quantize.QualityContext(None, {}, {"x_edited": bright}, {"x_edited": bright - 0.6}, None)
+    assert check(same)["passed"] and check(same)["agreement"] == 1.0
+    assert not check(flipped)["passed"]
+    with judge_check.judged_by(ThresholdJudge()):
+        assert len(quantize._QUALITY_CHECKS) == 1
+    assert quantize._QUALITY_CHECKS == []

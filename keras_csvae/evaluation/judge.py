@@ -125,6 +125,22 @@ def train_judge(x_train, y_train, x_test, y_test, styles_train=None, styles_test
     return judge
 
 
+def _cache_path(key: dict, cache_dir, epochs) -> Path:
+    cache_dir = Path(cache_dir or default_cache_dir())
+    payload = json.dumps({**key, "version": JUDGE_VERSION, "epochs": epochs}, sort_keys=True).encode()
+    return cache_dir / f"{key.get('dataset', 'judge')}-{hashlib.sha256(payload).hexdigest()[:16]}.keras"
+
+
+def load_cached_judge(key: dict, cache_dir=None, epochs=8):
+    """The judge cached for ``key``, or None if there is none (never trains)."""
+    path = _cache_path(key, cache_dir, epochs)
+    meta = path.with_suffix(".json")
+    if not (path.exists() and meta.exists()):
+        return None
+    model = keras.saving.load_model(path, custom_objects={"_masked_style_loss": _masked_style_loss}, compile=False)
+    return Judge(model, json.loads(meta.read_text()))
+
+
 def cached_judge(key: dict, make_data, cache_dir=None, epochs=8, verbose=0):
     """Loads the judge for ``key`` from the cache, or trains and stores it.
 
@@ -132,18 +148,15 @@ def cached_judge(key: dict, make_data, cache_dir=None, epochs=8, verbose=0):
       key: what identifies the judge (dataset, image size, sizes...).
       make_data: ``() -> (x_train, y_train, x_test, y_test, styles_train, styles_test)``.
     """
-    cache_dir = Path(cache_dir or default_cache_dir())
-    digest = hashlib.sha256(json.dumps({**key, "version": JUDGE_VERSION, "epochs": epochs}, sort_keys=True).encode()).hexdigest()[:16]
-    path = cache_dir / f"{key.get('dataset', 'judge')}-{digest}.keras"
-    meta = path.with_suffix(".json")
-    if path.exists() and meta.exists():
-        model = keras.saving.load_model(path, custom_objects={"_masked_style_loss": _masked_style_loss}, compile=False)
-        return Judge(model, json.loads(meta.read_text()))
-    print(f"Training the judge for {key} (cached in {cache_dir}) ...")
+    judge = load_cached_judge(key, cache_dir, epochs)
+    if judge is not None:
+        return judge
+    path = _cache_path(key, cache_dir, epochs)
+    print(f"Training the judge for {key} (cached in {path.parent}) ...")
     judge = train_judge(*make_data(), epochs=epochs, verbose=verbose)
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.keras")
     judge.model.save(tmp)
     os.replace(tmp, path)
-    meta.write_text(json.dumps(judge.accuracy, indent=2))
+    path.with_suffix(".json").write_text(json.dumps(judge.accuracy, indent=2))
     return judge

@@ -16,11 +16,20 @@ JUDGE_TRAIN_EXAMPLES = 20_000
 JUDGE_EPOCHS = 10
 
 
+def judge_key(dataset: str, options: dict) -> dict:
+    options = {k: v for k, v in options.items() if k != "num_examples"}  # the judge sees the full data
+    return {"dataset": dataset, **options, "n": JUDGE_TRAIN_EXAMPLES}
+
+
+def existing_judge(dataset: str, options: dict, judge_dir=None):
+    """The dataset's judge if one is cached, else None (never trains)."""
+    return judge_lib.load_cached_judge(judge_key(dataset, options), judge_dir, JUDGE_EPOCHS)
+
+
 def judge_for(dataset: str, options: dict, judge_dir=None):
     """The cached judge of a dataset (trained on its real training images)."""
-    options = dict(options)
-    options.pop("num_examples", None)  # the judge always sees the full data
-    key = {"dataset": dataset, **options, "n": JUDGE_TRAIN_EXAMPLES}
+    options = {k: v for k, v in options.items() if k != "num_examples"}
+    key = judge_key(dataset, options)
     if dataset == "synthetic_faces":
         truth = SyntheticFacesTruth(options.get("image_size", 64))
 
