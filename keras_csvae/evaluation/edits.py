@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from keras_csvae.data.synthetic_faces import ATTRIBUTES, SPLIT_SEEDS, STYLES, SyntheticFaces
+from keras_csvae.evaluation.judge import is_one_hot
 
 
 class SyntheticFacesTruth:
@@ -60,11 +61,6 @@ class SyntheticFacesTruth:
 
 def _per_example_mse(a, b):
     return np.mean((a - b).reshape(len(a), -1) ** 2, axis=-1)
-
-
-def is_one_hot(y):
-    """True for a multi-class label one-hot encoded (digits, expressions)."""
-    return y.shape[1] > 2 and bool(np.all(np.sum(y, axis=1) == 1))
 
 
 def edit_targets(y, i, one_hot=False):

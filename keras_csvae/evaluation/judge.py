@@ -19,6 +19,12 @@ import keras
 import numpy as np
 
 JUDGE_VERSION = 1
+MIN_STEPS = 3000
+
+
+def is_one_hot(y):
+    """True for a multi-class label one-hot encoded (digits, expressions)."""
+    return y.shape[1] > 2 and bool(np.all(np.sum(y, axis=1) == 1))
 
 
 def default_cache_dir() -> Path:
@@ -108,11 +114,18 @@ def train_judge(x_train, y_train, x_test, y_test, styles_train=None, styles_test
         losses[f"style_{i}"] = _masked_style_loss
         targets[f"style_{i}"] = styles_train[:, i : i + 1]
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=losses)
+    # Small datasets (digits: 1,257 images) get more epochs: at least ~3,000 steps.
+    epochs = max(epochs, int(np.ceil(MIN_STEPS * 64 / len(x_train))))
     model.fit(x_train, targets, batch_size=64, epochs=epochs, verbose=verbose, shuffle=True)
     judge = Judge(model)
     predicted = judge.labels(x_test)
     per_label = [float(np.mean(predicted[:, i] == y_test[:, i])) for i in range(y_test.shape[1])]
     accuracy = {"labels": float(np.mean(per_label)), "per_label": per_label}
+    if is_one_hot(y_test):
+        # Per-label accuracy of a one-hot label is ≥ (k−1)/k for free: report
+        # how often the judge names the right class instead.
+        hit = np.argmax(judge.label_probabilities(x_test), axis=1) == np.argmax(y_test, axis=1)
+        accuracy["labels"] = float(np.mean(hit))
     if style_counts:
         style_accuracy = []
         for i in range(len(style_counts)):

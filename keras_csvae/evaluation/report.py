@@ -10,7 +10,8 @@ import numpy as np
 from keras_csvae.data import registry
 from keras_csvae.evaluation import judge as judge_lib
 from keras_csvae.evaluation import plots
-from keras_csvae.evaluation.edits import SyntheticFacesTruth, edit_metrics, is_one_hot, model_editor, model_variants
+from keras_csvae.evaluation.edits import SyntheticFacesTruth, edit_metrics, model_editor, model_variants
+from keras_csvae.evaluation.judge import is_one_hot
 
 JUDGE_TRAIN_EXAMPLES = 20_000
 JUDGE_EPOCHS = 10
