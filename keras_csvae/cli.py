@@ -1,4 +1,5 @@
-"""The ``csvae`` command: ``train``, ``evaluate``, ``data``.
+"""The ``csvae`` command: ``train``, ``evaluate``, ``benchmark``, ``data``,
+``export``, ``serve``, ``edit``.
 
 Errors caused by the user's input (unknown dataset, wrong shapes, a corrupt
 run directory...) print one line and exit with status 2, without a traceback.
@@ -175,8 +176,12 @@ def build_parser():
     data.set_defaults(func=cmd_data)
 
     from export import command as export_command
+    from keras_csvae import edge
+    from serving import command as serve_command
 
     export_command.add_parser(sub)
+    edge.add_parser(sub)  # csvae edit (onnxruntime only)
+    serve_command.add_parser(sub)  # csvae serve
     return parser
 
 
@@ -185,6 +190,9 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
+    except (ValueError, FileNotFoundError) as err:  # first: _user_errors() imports TensorFlow
+        print(f"csvae {args.command}: error: {err}", file=sys.stderr)
+        return 2
     except _user_errors() as err:
         print(f"csvae {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -1,0 +1,453 @@
+"""Edge editing: an export's ONNX files run with onnxruntime, numpy and Pillow only.
+
+This module never imports TensorFlow, Keras or TFP, so an app can ship it
+with ``EXPORT_DIR/onnx/*.onnx`` and ``EXPORT_DIR/metadata.json`` alone::
+
+    from keras_csvae.edge import Editor
+
+    editor = Editor("exports/faces")
+    edited_png = editor.edit(png_bytes, {"glasses": 1})            # PNG in, PNG out
+    edited = editor.edit(pixels, {"glasses": 1, "smile": 0}, style=4)  # [H, W, C] in [0, 1] in and out
+
+or from the shell: ``csvae edit face.png --model exports/faces --set glasses=1 --out edited.png``.
+
+How an edit works (the paper's rule, as the exported graphs compute it):
+``z`` = mean of ``q(z|x)``; ``w`` = mean of the prior ``p(w|y_target)``
+(``manipulate.onnx``), or with a *style*: label ``i``'s columns
+``i*w_dim:(i+1)*w_dim`` of ``w`` set to a fixed point of ``W_i`` instead
+(``edit_at.onnx``). Labels not given are set to 0 (absent): the model has no
+way to read the current labels of a picture, and the edit needs them all.
+
+The image helpers (``decode_image``, ``encode_png``, ``onnx_session``) are
+shared with ``serving.backends`` so that the local server and the editor
+read and write pictures the same way as the exported ``manipulate_image``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+METADATA_FILE = "metadata.json"
+# The formats tf.io.decode_image reads: the SavedModel's manipulate_image and
+# these helpers then accept the same pictures.
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP")
+# A decoded picture is 4 float32 per pixel here: refuse decompression bombs
+# long before Pillow's own (much larger) limit.
+MAX_IMAGE_PIXELS = 4096 * 4096
+STYLE_SIDE = 3  # --style K picks one of STYLE_SIDE**2 points of W_i
+STYLE_EXTENT = 2.0  # the grid spans mean ± STYLE_EXTENT · scale of p(w_i | y_i = 1)
+GRID_GAP = 2  # pixels between the tiles of a --grid mosaic
+
+
+class EditError(ValueError):
+    """A user error: unknown label, bad value, unreadable image, incomplete export."""
+
+
+class ImageError(EditError):
+    """Bytes that are not a readable PNG/JPEG/GIF/BMP picture."""
+
+
+# -- onnxruntime ------------------------------------------------------------------------------
+def onnx_session(path, threads: int = 1):
+    """A CPU ``onnxruntime.InferenceSession`` tuned for small models on few cores.
+
+    ``threads`` intra-op threads (1-2 beat the default on a 2-core machine) and
+    no spinning: spinning threads burn the cores that concurrent requests need.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = max(1, int(threads))
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+
+
+def read_metadata(export_dir) -> dict:
+    """``EXPORT_DIR/metadata.json`` as a dict; ``EditError`` when it is missing or broken."""
+    path = Path(export_dir) / METADATA_FILE
+    if not path.is_file():
+        raise EditError(f"{export_dir} is not an export: {METADATA_FILE} is missing (make one with `csvae export`).")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise EditError(f"{path} is not readable JSON: {err}") from err
+
+
+# -- pictures ---------------------------------------------------------------------------------
+def _pil():
+    from PIL import Image
+
+    return Image
+
+
+def decode_image(data: bytes, image_shape) -> np.ndarray:
+    """Encoded picture -> float32 ``[H, W, C]`` in [0, 1] at the model's ``image_shape``.
+
+    Like the SavedModel's ``manipulate_image``: converted to the model's
+    channel count (grey replicated, alpha dropped), resized bilinearly with
+    antialiasing (aspect ratio not kept) when its size differs. Grey from
+    colour uses ITU-R 601 luma weights.
+
+    Raises:
+      ImageError: not a PNG/JPEG/GIF/BMP, corrupt, or larger than ``MAX_IMAGE_PIXELS``.
+    """
+    Image = _pil()
+    height, width, channels = (int(d) for d in image_shape)
+    if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) == 0:
+        raise ImageError("expected the bytes of a PNG/JPEG/GIF/BMP picture, got nothing")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format not in IMAGE_FORMATS:
+                raise ImageError(f"{image.format} pictures are not supported; send one of {', '.join(IMAGE_FORMATS)}")
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise ImageError(f"picture of {image.width}x{image.height} pixels is larger than {MAX_IMAGE_PIXELS} pixels")
+            image.load()
+            pixels = _to_channels(image, channels)
+    except ImageError:
+        raise
+    except Image.UnidentifiedImageError as err:
+        raise ImageError("not a PNG/JPEG/GIF/BMP picture (unrecognised bytes)") from err
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
+        raise ImageError(f"not a readable PNG/JPEG/GIF/BMP picture ({type(err).__name__}: {err})") from err
+    if pixels.shape[:2] != (height, width):
+        pixels = resize(pixels, height, width)
+    return pixels
+
+
+def _to_channels(image, channels: int) -> np.ndarray:
+    """A loaded PIL image -> float32 ``[h, w, channels]`` in [0, 1]."""
+    if image.mode.startswith("I"):  # 16/32-bit grey: scaled to [0, 1] (decode_image's uint8 cast scales too)
+        raw = np.asarray(image)
+        full = 65535.0 if image.mode.startswith("I;16") or raw.max(initial=0) > 255 else 255.0
+        grey = np.clip(raw.astype(np.float32) / np.float32(full), 0.0, 1.0)[..., None]
+        if channels == 1:
+            return grey
+        rgb = np.repeat(grey, 3, axis=-1)
+        return rgb if channels == 3 else np.concatenate([rgb, np.ones_like(grey)], axis=-1)
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(channels)
+    if mode is None:
+        raise ImageError(f"models with {channels} channels cannot take pictures")
+    pixels = np.asarray(image.convert(mode), np.float32) / np.float32(255.0)
+    return pixels[..., None] if pixels.ndim == 2 else pixels
+
+
+def resize(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """float32 ``[h, w, C]`` -> ``[height, width, C]``: bilinear, antialiased
+    when shrinking (as ``tf.image.resize(..., antialias=True)``), in float so
+    no rounding happens before the model sees the picture."""
+    Image = _pil()
+    planes = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(pixels[..., c]), mode="F").resize((width, height), Image.BILINEAR))
+        for c in range(pixels.shape[-1])
+    ]
+    return np.clip(np.stack(planes, axis=-1), 0.0, 1.0).astype(np.float32)
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """float ``[H, W, C]`` in [0, 1] -> PNG bytes (rounded half to even, like the SavedModel's output)."""
+    Image = _pil()
+    values = np.round(np.clip(np.asarray(pixels, np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+    if values.ndim == 3 and values.shape[-1] == 1:
+        values = values[..., 0]
+    mode = {2: "L"}.get(values.ndim) or {3: "RGB", 4: "RGBA"}[values.shape[-1]]
+    buffer = io.BytesIO()
+    # zlib level 1: 2-3x faster than the default 6 (1.3 ms -> 0.5 ms for a 64x64
+    # edit, a quarter of the model's time on the serving path), files ~25% larger.
+    Image.fromarray(values, mode=mode).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def mosaic(tiles: np.ndarray, columns: int, gap: int = GRID_GAP) -> np.ndarray:
+    """``[n, H, W, C]`` -> one ``[rows·H + gaps, columns·W + gaps, C]`` picture, row-major, white gaps."""
+    n, height, width, channels = tiles.shape
+    rows = math.ceil(n / columns)
+    canvas = np.ones((rows * height + (rows - 1) * gap, columns * width + (columns - 1) * gap, channels), np.float32)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, columns)
+        canvas[r * (height + gap) : r * (height + gap) + height, c * (width + gap) : c * (width + gap) + width] = tile
+    return canvas
+
+
+# -- the prior and styles ----------------------------------------------------------------------------
+def prior_w(y: np.ndarray, prior: dict, w_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and scale of ``p(w | y)``, each ``[n, k·w_dim]`` float32, from ``y`` ``[n, k]``.
+
+    The same float32 arithmetic as ``WPrior.parameters`` in the exported graphs.
+    """
+    y = np.repeat(np.asarray(y, np.float32), w_dim, axis=-1)
+    one = np.float32(1.0)
+    mean = y * np.float32(prior["mean_present"]) + (one - y) * np.float32(prior["mean_absent"])
+    scale = y * np.float32(prior["scale_present"]) + (one - y) * np.float32(prior["scale_absent"])
+    return mean, scale
+
+
+def style_grid(prior: dict, w_dim: int, side: int = STYLE_SIDE, extent: float = STYLE_EXTENT) -> np.ndarray:
+    """``side²`` fixed points of a label's subspace ``W_i``, ``[side², w_dim]`` float32.
+
+    A regular grid over ``mean_present ± extent · scale_present`` in the first
+    two axes (row-major, first axis slowest, as ``CSVAE.subspace_grid``), other
+    axes at the mean; with ``w_dim == 1``, ``side²`` points along the axis.
+    """
+    mean, scale = float(prior["mean_present"]), float(prior["scale_present"])
+    points = np.full((side * side, w_dim), mean, np.float32)
+    if w_dim == 1:
+        points[:, 0] = mean + extent * scale * np.linspace(-1.0, 1.0, side * side)
+    else:
+        axis = mean + extent * scale * np.linspace(-1.0, 1.0, side)
+        a, b = np.meshgrid(axis, axis, indexing="ij")
+        points[:, 0], points[:, 1] = a.ravel(), b.ravel()
+    return points
+
+
+# -- the editor ---------------------------------------------------------------------------------------
+class Editor:
+    """Edits pictures with the ONNX files of an export (no TensorFlow).
+
+    Args:
+      export_dir: a ``csvae export`` directory (``metadata.json`` + ``onnx/``).
+      threads: onnxruntime intra-op threads.
+
+    Example:
+      >>> editor = Editor("exports/faces")
+      >>> editor.label_names
+      ('glasses', 'smile', 'facial_hair')
+      >>> png = editor.edit(open("face.png", "rb").read(), {"glasses": 1})
+    """
+
+    def __init__(self, export_dir, threads: int = 1):
+        self.export_dir = Path(export_dir)
+        self.metadata = read_metadata(self.export_dir)
+        model = self.metadata.get("model") or {}
+        self.label_names = tuple(model.get("label_names") or ())
+        self.image_shape = tuple(model.get("image_shape") or ())
+        if len(self.image_shape) != 3:
+            raise EditError(f"{export_dir} holds a model of {model.get('data_shape')} vectors, not images: nothing to edit.")
+        self.w_dim = model.get("w_dim")
+        self.prior = model.get("prior")
+        self.threads = threads
+        self._sessions = {}
+
+    def _session(self, name: str):
+        if name not in self._sessions:
+            files = self.metadata.get("onnx") or {}
+            path = self.export_dir / (files.get(name, {}).get("file") or f"onnx/{name}.onnx")
+            if not path.is_file():
+                raise EditError(f"{path} is missing: export the model with ONNX (`csvae export --format onnx`).")
+            session = onnx_session(path, self.threads)
+            inputs = sorted(i.name for i in session.get_inputs())
+            expected = {"manipulate": ["x", "y_target"], "edit_at": ["w", "x"]}.get(name)
+            if expected and inputs != expected:
+                raise EditError(
+                    f"{path.name} takes inputs {inputs}; the editor needs {expected} "
+                    f"(a CSVAE export; this is a {self.metadata.get('model', {}).get('model_type')!r} model)."
+                )
+            self._sessions[name] = session
+        return self._sessions[name]
+
+    # -- inputs -----------------------------------------------------------------------
+    def target(self, labels: dict) -> np.ndarray:
+        """``{"glasses": 1, ...}`` -> ``y_target`` ``[k]`` float32; labels not given are 0.
+
+        Raises:
+          EditError: an unknown label or a value outside [0, 1]; the message lists the labels.
+        """
+        known = ", ".join(self.label_names)
+        y = np.zeros(len(self.label_names), np.float32)
+        for name, value in labels.items():
+            if name not in self.label_names:
+                raise EditError(f"unknown label {name!r}; this model's labels are: {known}.")
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = math.nan
+            if isinstance(value, bool) or not (0.0 <= number <= 1.0):
+                raise EditError(
+                    f"{name}={value!r}: a label value must be 0 (absent) or 1 (present) "
+                    f"(fractions in between interpolate); labels: {known}."
+                )
+            y[self.label_names.index(name)] = number
+        return y
+
+    def _pixels(self, image) -> tuple[np.ndarray, bool]:
+        """Any accepted picture -> (``[n, H, W, C]`` float32 at the model's size, came-as-bytes)."""
+        if isinstance(image, (bytes, bytearray, memoryview)):
+            return decode_image(bytes(image), self.image_shape)[None], True
+        if isinstance(image, (str, os.PathLike)):
+            try:
+                data = Path(image).read_bytes()
+            except OSError as err:
+                raise EditError(f"cannot read {image}: {err.strerror or err}") from err
+            return decode_image(data, self.image_shape)[None], True
+        array = np.asarray(image)
+        if array.dtype == np.uint8:
+            array = array.astype(np.float32) / np.float32(255.0)
+        if array.dtype.kind not in "fiu" or not np.all(np.isfinite(array)):
+            raise EditError("a picture array must hold finite numbers: uint8 in [0, 255] or floats in [0, 1].")
+        array = array.astype(np.float32)
+        height, width, channels = self.image_shape
+        if array.ndim == 2 and channels == 1:
+            array = array[..., None]
+        if array.ndim == 3:
+            array = array[None]
+        if array.ndim != 4 or array.shape[-1] != channels:
+            raise EditError(f"a picture array must be [H, W, {channels}] (or [n, H, W, {channels}]), got {list(np.shape(image))}.")
+        if array.shape[1:3] != (height, width):
+            array = np.stack([resize(np.clip(a, 0.0, 1.0), height, width) for a in array])
+        return array, False
+
+    def style_w(self, y: np.ndarray, style: int, points: np.ndarray | None = None) -> np.ndarray:
+        """``w`` ``[n, k·w_dim]`` for targets ``y`` ``[n, k]``: the prior mean, with
+        every present label's subspace at style point ``style``."""
+        if self.prior is None or not self.w_dim:
+            raise EditError("styles need a CSVAE export (its metadata has no w_dim / prior).")
+        points = style_grid(self.prior, self.w_dim) if points is None else points
+        if isinstance(style, bool) or not isinstance(style, (int, np.integer)) or not 0 <= style < len(points):
+            raise EditError(f"--style must be an integer from 0 to {len(points) - 1}, got {style!r}.")
+        present = [i for i in range(y.shape[-1]) if np.all(y[:, i] == 1.0)]
+        if not present:
+            raise EditError(
+                "a style is a point in a present label's subspace: set at least one label to 1 "
+                f"(labels: {', '.join(self.label_names)})."
+            )
+        w, _ = prior_w(y, self.prior, self.w_dim)
+        for i in present:
+            w[:, i * self.w_dim : (i + 1) * self.w_dim] = points[style]
+        return w
+
+    # -- edits ---------------------------------------------------------------------------
+    def edit(self, image, labels: dict, style: int | None = None):
+        """Edits ``image`` to have ``labels`` (others absent), optionally in style ``style``.
+
+        Args:
+          image: PNG/JPEG/GIF/BMP bytes or a path to such a file; or an array
+            ``[H, W, C]`` / ``[n, H, W, C]`` (uint8, or float in [0, 1]),
+            resized to the model's size if it differs.
+          labels: ``{label_name: 0 or 1}``.
+          style: ``None`` for the prior mean (``manipulate.onnx``), or ``K`` in
+            ``[0, STYLE_SIDE²)``: the K-th point of ``style_grid`` in every
+            present label's subspace (``edit_at.onnx``).
+
+        Returns:
+          PNG bytes at the model's size for bytes/path input, else float32
+          ``[H, W, C]`` (``[n, H, W, C]`` for a batch) in [0, 1].
+        """
+        x, as_bytes = self._pixels(image)
+        y = np.repeat(self.target(labels)[None], len(x), axis=0)
+        if style is None:
+            (edited,) = self._session("manipulate").run(None, {"x": x, "y_target": y})
+        else:
+            w = self.style_w(y, style)
+            (edited,) = self._session("edit_at").run(None, {"x": x, "w": w})
+        if as_bytes:
+            return encode_png(edited[0])
+        return edited if np.ndim(image) == 4 else edited[0]
+
+    def grid(self, image, labels: dict, side: int = STYLE_SIDE) -> np.ndarray:
+        """A traversal of the present labels' subspaces: ``side × side`` edits of
+        one picture, tile ``K`` (row-major) at ``style_grid(side)[K]`` — with the
+        default ``side`` exactly the ``--style K`` edits. Returns a float32 mosaic."""
+        if not isinstance(side, int) or not 1 <= side <= 16:
+            raise EditError(f"--grid-size must be an integer from 1 to 16, got {side!r}.")
+        x, _ = self._pixels(image)
+        if len(x) != 1:
+            raise EditError("--grid draws one picture at a time.")
+        if self.prior is None or not self.w_dim:
+            raise EditError("a traversal grid needs a CSVAE export (its metadata has no w_dim / prior).")
+        points = style_grid(self.prior, self.w_dim, side=side)
+        y = np.repeat(self.target(labels)[None], len(points), axis=0)
+        w = np.concatenate([self.style_w(y[:1], k, points) for k in range(len(points))])
+        (edited,) = self._session("edit_at").run(None, {"x": np.repeat(x, len(points), axis=0), "w": w})
+        return mosaic(edited, columns=side)
+
+
+# -- csvae edit ---------------------------------------------------------------------------------------------
+def _label_value(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected LABEL=VALUE (e.g. glasses=1), got {text!r}")
+    return name.strip(), value.strip()
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Registers ``edit`` on the ``csvae`` sub-command parsers, with ``func=run``."""
+    parser = subparsers.add_parser(
+        "edit",
+        help="edit a picture with an export's ONNX files (onnxruntime only, no TensorFlow)",
+        description=(
+            "Sets labels of a picture with the exported CSVAE: the rest of the picture (its z) is kept. "
+            "Labels not given are set to 0. Uses only onnxruntime, numpy and Pillow."
+        ),
+    )
+    parser.add_argument("input", help="the picture to edit (PNG, JPEG, GIF or BMP)")
+    parser.add_argument("--model", required=True, help="export directory (csvae export --out)")
+    parser.add_argument(
+        "--set", dest="labels", action="append", type=_label_value, required=True, metavar="LABEL=VALUE",
+        help="a target label, 0 or 1 (repeat for several: --set glasses=1 --set smile=0)",
+    )
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument("--style", type=int, metavar="K", help=f"the K-th of {STYLE_SIDE ** 2} fixed styles in each present label's subspace")
+    how.add_argument("--grid", action="store_true", help="write a traversal grid of the present labels' subspaces (tile K = --style K)")
+    parser.add_argument("--grid-size", type=int, default=STYLE_SIDE, help=f"tiles per side of --grid (default {STYLE_SIDE})")
+    parser.add_argument("--out", required=True, help="where to write the edited PNG")
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args) -> Path:
+    """Runs ``csvae edit`` for parsed ``args``; returns the path written.
+
+    Raises:
+      EditError: on user errors (reported by the CLI on one line, exit status 2).
+    """
+    names = [name for name, _ in args.labels]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise EditError(f"--set {', '.join(duplicates)} given more than once.")
+    editor = Editor(args.model, threads=args.threads)
+    labels = dict(args.labels)
+    data = Path(args.input)
+    if not data.is_file():
+        raise EditError(f"{args.input} does not exist.")
+    if args.grid:
+        png = encode_png(editor.grid(data, labels, side=args.grid_size))
+    else:
+        png = editor.edit(data, labels, style=args.style)
+    out = Path(args.out)
+    if out.parent and not out.parent.is_dir():
+        raise EditError(f"cannot write {out}: {out.parent} is not a directory.")
+    out.write_bytes(png)
+    target = " ".join(f"{name}={value:g}" for name, value in zip(editor.label_names, editor.target(labels)))
+    extra = f", style {args.style}" if args.style is not None else (f", {args.grid_size}x{args.grid_size} grid" if args.grid else "")
+    print(f"Wrote {out} ({target}{extra})")
+    return out
+
+
+def main(argv=None) -> int:
+    """``python -m keras_csvae.edge INPUT --model ... --set ... --out ...`` (same as ``csvae edit``)."""
+    import sys
+
+    parser = argparse.ArgumentParser(prog="csvae")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["edit", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        run(args)
+    except EditError as err:
+        print(f"csvae edit: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

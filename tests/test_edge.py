@@ -1,0 +1,185 @@
+"""The edge editor (``keras_csvae.edge``, ``csvae edit``): onnxruntime, numpy and
+Pillow only, checked against the Keras model and the SavedModel it was exported from.
+
+Uses the export of ``test_serving.shared_export`` (a tiny 16x16x3 CSVAE with
+labels glasses/smile/facial_hair), built once per test session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from keras_csvae import edge
+from test_serving import SIZE, _tiny_model, csvae_command, decode_pngs, images, png_of, shared_export
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    return shared_export(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def model():
+    """The Keras model of SavedModel version 1 / the ONNX files (same seed, same weights)."""
+    return _tiny_model(0)
+
+
+@pytest.fixture(scope="module")
+def editor(export_dir):
+    return edge.Editor(export_dir)
+
+
+def test_edit_matches_the_keras_model_and_the_savedmodel(editor, model, export_dir):
+    import tensorflow as tf
+
+    x, _ = images(3, seed=20)
+    pngs = [png_of(p) for p in x]
+    pixels = np.stack([edge.decode_image(p, (SIZE, SIZE, 3)) for p in pngs])
+    labels = {"glasses": 1, "facial_hair": 1}
+    y = np.array([[1, 0, 1]] * 3, np.float32)
+    expected = model.manipulate(pixels, y)
+    edited = np.stack([editor.edit(p, labels) for p in pixels])  # arrays in, arrays out
+    np.testing.assert_allclose(edited, expected, atol=1e-5)
+    as_png = decode_pngs([editor.edit(p, labels) for p in pngs])  # bytes in, PNG out
+    loaded = tf.saved_model.load(str(export_dir / "savedmodel" / "csvae" / "1"))
+    savedmodel = loaded.signatures["manipulate_image"](image_bytes=tf.constant(np.array(pngs, object)), y_target=tf.constant(y))
+    assert np.abs(as_png - decode_pngs(savedmodel["edited_image_bytes"].numpy())).max() <= 1
+    # a batch, and a uint8 picture of another size (resized like the SavedModel does)
+    np.testing.assert_allclose(editor.edit(pixels, labels), edited, atol=1e-6)
+    big = np.random.default_rng(21).integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    resized = tf.image.resize(big[None] / 255, [SIZE, SIZE], antialias=True).numpy().astype(np.float32)
+    np.testing.assert_allclose(editor.edit(big, {"smile": 1}), model.manipulate(resized, [[0, 1, 0]])[0], atol=1e-5)
+
+
+def test_decode_image_matches_tensorflow():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(22)
+    for shape, channels in [((40, 30, 3), 3), ((16, 16, 4), 3), ((9, 21, 1), 3), ((30, 30, 3), 1)]:
+        pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+        png = edge.encode_png(pixels / 255.0)
+        ours = edge.decode_image(png, (SIZE, SIZE, channels))
+        image = tf.io.decode_png(png, channels=channels if channels != 1 else 3)
+        if channels == 1:  # ITU-R 601 luma, as Pillow's "L"
+            image = tf.cast(tf.round(tf.reduce_sum(tf.cast(image, tf.float32) * [0.299, 0.587, 0.114], -1, keepdims=True)), tf.uint8)
+        theirs = tf.image.resize(tf.cast(image, tf.float32)[None] / 255, [SIZE, SIZE], antialias=True).numpy()[0]
+        assert ours.shape == (SIZE, SIZE, channels) and ours.dtype == np.float32
+        np.testing.assert_allclose(ours, theirs, atol=1e-5 if channels != 1 else 2 / 255)
+
+
+def test_styles_are_points_of_the_label_subspace(editor, model, export_dir):
+    x, _ = images(1, seed=23)
+    grid = edge.style_grid(editor.prior, editor.w_dim)
+    np.testing.assert_allclose(grid, model.subspace_grid("glasses", n=3, extent=2.0), atol=1e-6)
+    for k in (0, 4, 8):
+        edited = editor.edit(x[0], {"glasses": 1}, style=k)
+        expected = model.manipulate(x, [[1, 0, 0]], w_points={"glasses": grid[k]})[0]
+        np.testing.assert_allclose(edited, expected, atol=1e-5)
+    assert np.abs(editor.edit(x[0], {"glasses": 1}, style=0) - editor.edit(x[0], {"glasses": 1}, style=8)).max() > 1e-4
+    mosaic = editor.grid(x[0], {"glasses": 1})
+    gap = edge.GRID_GAP
+    assert mosaic.shape == (3 * SIZE + 2 * gap, 3 * SIZE + 2 * gap, 3)
+    tile = mosaic[SIZE + gap : 2 * SIZE + gap, 2 * (SIZE + gap) : 3 * SIZE + 2 * gap]  # row 1, column 2: K = 5
+    np.testing.assert_allclose(tile, editor.edit(x[0], {"glasses": 1}, style=5), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "labels, style, message",
+    [
+        ({"hat": 1}, None, "unknown label 'hat'; this model's labels are: glasses, smile, facial_hair"),
+        ({"glasses": 2}, None, "must be 0 (absent) or 1 (present)"),
+        ({"glasses": "yes"}, None, "glasses='yes'"),
+        ({"glasses": True}, None, "must be 0"),
+        ({"smile": 1}, 9, "--style must be an integer from 0 to 8"),
+        ({"smile": 0}, 3, "set at least one label to 1"),
+    ],
+)
+def test_user_errors_name_the_labels(editor, labels, style, message):
+    x, _ = images(1, seed=24)
+    with pytest.raises(edge.EditError, match=message.replace("(", r"\(").replace(")", r"\)")) as error:
+        editor.edit(x[0], labels, style=style)
+    assert "glasses" in str(error.value) or style is not None
+
+
+def test_unreadable_inputs_and_incomplete_exports(editor, export_dir, tmp_path):
+    with pytest.raises(edge.ImageError, match="not a PNG/JPEG/GIF/BMP picture"):
+        editor.edit(b"hello", {"glasses": 1})
+    with pytest.raises(edge.EditError, match="cannot read"):
+        editor.edit(tmp_path / "missing.png", {"glasses": 1})
+    with pytest.raises(edge.EditError, match=r"must be \[H, W, 3\]"):
+        editor.edit(np.zeros((16, 16)), {"glasses": 1})
+    with pytest.raises(edge.EditError, match="metadata.json is missing"):
+        edge.Editor(tmp_path)
+    partial = tmp_path / "partial"
+    shutil.copytree(export_dir, partial, ignore=shutil.ignore_patterns("savedmodel", "edit_at.onnx"))
+    x, _ = images(1, seed=25)
+    assert partial_editor_works(partial, x[0])
+    with pytest.raises(edge.EditError, match="edit_at.onnx is missing"):
+        edge.Editor(partial).edit(x[0], {"glasses": 1}, style=1)
+    vectors = tmp_path / "vectors"
+    vectors.mkdir()
+    (vectors / "metadata.json").write_text(json.dumps({"model": {"data_shape": [3], "label_names": ["a"]}}))
+    with pytest.raises(edge.EditError, match="not images"):
+        edge.Editor(vectors)
+
+
+def partial_editor_works(path, pixels) -> bool:
+    return edge.Editor(path).edit(pixels, {"glasses": 1}).shape == (SIZE, SIZE, 3)
+
+
+# -- csvae edit ---------------------------------------------------------------------------------
+def test_csvae_edit_in_a_fresh_process_without_tensorflow(editor, export_dir, tmp_path):
+    x, _ = images(1, seed=26)
+    source = tmp_path / "face.png"
+    source.write_bytes(png_of(x[0]))
+    out = tmp_path / "edited.png"
+    result = subprocess.run(
+        csvae_command("edit", source, "--model", export_dir, "--set", "glasses=1", "--set", "smile=0", "--out", out),
+        capture_output=True, text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Wrote" in result.stdout and "glasses=1 smile=0 facial_hair=0" in result.stdout
+    assert "IMPORTED:\n" in result.stdout  # neither tensorflow, keras nor tensorflow_probability
+    assert out.read_bytes() == editor.edit(source.read_bytes(), {"glasses": 1})
+
+
+def _csvae_in_process(*args) -> int:
+    """``csvae ARGS`` in this process, with ``edit`` registered (as cli.py will)."""
+    import argparse
+
+    from keras_csvae import cli
+
+    parser = cli.build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if "edit" not in subparsers.choices:
+        edge.add_parser(subparsers)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cli, "build_parser", lambda: parser)
+        return cli.main([str(a) for a in args])
+
+
+def test_csvae_edit_style_grid_and_errors(editor, export_dir, tmp_path, capsys):
+    x, _ = images(1, seed=27)
+    source = tmp_path / "face.png"
+    source.write_bytes(png_of(x[0]))
+    assert _csvae_in_process("edit", source, "--model", export_dir, "--set", "glasses=1", "--style", 4, "--out", tmp_path / "s.png") == 0
+    assert (tmp_path / "s.png").read_bytes() == editor.edit(source.read_bytes(), {"glasses": 1}, style=4)
+    assert _csvae_in_process("edit", source, "--model", export_dir, "--set", "glasses=1", "--grid", "--out", tmp_path / "g.png") == 0
+    assert decode_pngs([(tmp_path / "g.png").read_bytes()]).shape == (1, 3 * SIZE + 4, 3 * SIZE + 4, 3)
+    capsys.readouterr()
+    assert _csvae_in_process("edit", source, "--model", export_dir, "--set", "hat=1", "--out", tmp_path / "x.png") == 2
+    error = capsys.readouterr().err
+    assert error.startswith("csvae edit: error: unknown label 'hat'") and "glasses, smile, facial_hair" in error and error.count("\n") == 1
+    assert _csvae_in_process("edit", tmp_path / "nope.png", "--model", export_dir, "--set", "glasses=1", "--out", tmp_path / "x.png") == 2
+    assert "nope.png does not exist" in capsys.readouterr().err
+    for bad in (["--set", "glasses"], ["--set", "glasses=1", "--style", "1", "--grid"]):
+        with pytest.raises(SystemExit) as exit_:
+            _csvae_in_process("edit", source, "--model", export_dir, *bad, "--out", tmp_path / "x.png")
+        assert exit_.value.code == 2
+    assert not (tmp_path / "x.png").exists()
