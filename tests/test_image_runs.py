@@ -36,7 +36,7 @@ def test_evaluate_scores_edits_and_draws_figures(faces_run, tmp_path, monkeypatc
     monkeypatch.setattr(report, "JUDGE_EPOCHS", 2)
     metrics = evaluate_run(faces_run, max_examples=300, edit_examples=40, judge_dir=tmp_path)
     edits = metrics["edits"]
-    for key in ("manipulation_accuracy", "preservation_accuracy", "style_coverage", "judge_accuracy"):
+    for key in ("manipulation_accuracy", "preservation_accuracy", "style_coverage", "judge_accuracy", "reconstruction_label_accuracy"):
         assert 0.0 <= edits[key] <= 1.0, key
     assert edits["counterfactual_mse"] > 0 and edits["identity_mse"] >= 0
     assert set(edits["per_label"]) == {"glasses", "smile", "facial_hair"}

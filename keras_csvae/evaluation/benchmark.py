@@ -23,6 +23,7 @@ TABLE_METRICS = (
     ("counterfactual_mse", "edits", "counterfactual MSE ↓"),
     ("identity_mse", "edits", "identity MSE ↓"),
     ("style_coverage", "edits", "style coverage ↑"),
+    ("reconstruction_label_accuracy", "edits", "judge acc. on reconstructions"),
     ("reconstruction_mse", None, "reconstruction MSE ↓"),
     ("z_label_accuracy", None, "z label probe"),
     ("w_label_accuracy", None, "w label probe"),
