@@ -6,9 +6,13 @@ runtime, so it happens here, at collection time, once for the whole session
 """
 
 import os
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# Judges and other caches of this test session live in a fresh folder, never
+# in the user's ~/.cache, so results do not depend on what a machine holds.
+os.environ["KERAS_CSVAE_CACHE"] = tempfile.mkdtemp(prefix="keras-csvae-test-cache-")
 
 import pytest  # noqa: E402
 

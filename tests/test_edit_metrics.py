@@ -30,7 +30,7 @@ def judge(truth, judge_dir):
         x_test, y_test, s_test, _ = truth.sample("validation", 500)
         return x_train, y_train, x_test, y_test, s_train, s_test
 
-    return judge_lib.cached_judge(JUDGE_KEY, make_data, cache_dir=judge_dir, epochs=8)
+    return judge_lib.cached_judge(JUDGE_KEY, make_data, cache_dir=judge_dir, epochs=8, min_steps=0)
 
 
 @pytest.fixture(scope="module")

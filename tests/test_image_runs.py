@@ -34,6 +34,7 @@ def test_evaluate_scores_edits_and_draws_figures(faces_run, tmp_path, monkeypatc
     # A small judge keeps the test fast; the real one sees 20,000 faces.
     monkeypatch.setattr(report, "JUDGE_TRAIN_EXAMPLES", 1000)
     monkeypatch.setattr(report, "JUDGE_EPOCHS", 2)
+    monkeypatch.setattr(report, "JUDGE_MIN_STEPS", 0)
     metrics = evaluate_run(faces_run, max_examples=300, edit_examples=40, judge_dir=tmp_path)
     edits = metrics["edits"]
     for key in ("manipulation_accuracy", "preservation_accuracy", "style_coverage", "judge_accuracy", "reconstruction_label_accuracy"):

@@ -95,7 +95,8 @@ def _masked_style_loss(y_true, logits):
     return tf.reduce_sum(losses * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
 
 
-def train_judge(x_train, y_train, x_test, y_test, styles_train=None, styles_test=None, epochs=8, seed=0, verbose=0):
+def train_judge(x_train, y_train, x_test, y_test, styles_train=None, styles_test=None, epochs=8, seed=0, verbose=0,
+                min_steps=MIN_STEPS):
     """Trains a judge on real images.
 
     Args:
@@ -115,7 +116,7 @@ def train_judge(x_train, y_train, x_test, y_test, styles_train=None, styles_test
         targets[f"style_{i}"] = styles_train[:, i : i + 1]
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=losses)
     # Small datasets (digits: 1,257 images) get more epochs: at least ~3,000 steps.
-    epochs = max(epochs, int(np.ceil(MIN_STEPS * 64 / len(x_train))))
+    epochs = max(epochs, int(np.ceil(min_steps * 64 / len(x_train))))
     model.fit(x_train, targets, batch_size=64, epochs=epochs, verbose=verbose, shuffle=True)
     judge = Judge(model)
     predicted = judge.labels(x_test)
@@ -154,7 +155,7 @@ def load_cached_judge(key: dict, cache_dir=None, epochs=8):
     return Judge(model, json.loads(meta.read_text()))
 
 
-def cached_judge(key: dict, make_data, cache_dir=None, epochs=8, verbose=0):
+def cached_judge(key: dict, make_data, cache_dir=None, epochs=8, verbose=0, min_steps=MIN_STEPS):
     """Loads the judge for ``key`` from the cache, or trains and stores it.
 
     Args:
@@ -166,7 +167,7 @@ def cached_judge(key: dict, make_data, cache_dir=None, epochs=8, verbose=0):
         return judge
     path = _cache_path(key, cache_dir, epochs)
     print(f"Training the judge for {key} (cached in {path.parent}) ...")
-    judge = train_judge(*make_data(), epochs=epochs, verbose=verbose)
+    judge = train_judge(*make_data(), epochs=epochs, verbose=verbose, min_steps=min_steps)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.keras")
     judge.model.save(tmp)

@@ -15,6 +15,7 @@ from keras_csvae.evaluation.judge import is_one_hot
 
 JUDGE_TRAIN_EXAMPLES = 20_000
 JUDGE_EPOCHS = 10
+JUDGE_MIN_STEPS = judge_lib.MIN_STEPS  # small datasets get more epochs
 
 
 def judge_key(dataset: str, options: dict) -> dict:
@@ -46,7 +47,7 @@ def judge_for(dataset: str, options: dict, judge_dir=None):
             x_test, y_test = registry.load_arrays(dataset, "validation", **options)
             return x_train[:JUDGE_TRAIN_EXAMPLES], y_train[:JUDGE_TRAIN_EXAMPLES], x_test, y_test, None, None
 
-    return judge_lib.cached_judge(key, make_data, cache_dir=judge_dir, epochs=JUDGE_EPOCHS)
+    return judge_lib.cached_judge(key, make_data, cache_dir=judge_dir, epochs=JUDGE_EPOCHS, min_steps=JUDGE_MIN_STEPS)
 
 
 def test_examples(config, n):
