@@ -55,5 +55,5 @@ def test_benchmark_summary_and_table():
     assert summary["csvae"]["manipulation_accuracy"]["mean"] == pytest.approx(0.85)
     assert summary["csvae"]["manipulation_accuracy"]["std"] == pytest.approx(0.05)
     table = benchmark.markdown_table(summary)
-    assert "| csvae | 0.850 ± 0.050 | 0.020 ± 0.010 |" in table
+    assert "| csvae | 0.850 ± 0.050 | 0.0200 ± 0.0100 |" in table
     assert table.splitlines()[0].startswith("| model | manipulation acc.")

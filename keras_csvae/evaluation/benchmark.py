@@ -59,7 +59,8 @@ def markdown_table(summary: dict) -> str:
         cells = []
         for name, _, _ in present:
             value = metrics.get(name)
-            cells.append("–" if value is None else f"{value['mean']:.3f} ± {value['std']:.3f}")
+            digits = 4 if name.endswith("mse") else 3  # MSEs are small: keep 4 decimals
+            cells.append("–" if value is None else f"{value['mean']:.{digits}f} ± {value['std']:.{digits}f}")
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
