@@ -19,7 +19,7 @@ variant's spinning threads do not land in another's samples).
 Targets: onnxruntime batch 1 ≥ 3× faster than the SavedModel; edge editor
 64×64 PNG→PNG < 10 ms.
 
-    python bench/bench_inference.py            # full, ~4-6 min on 2 busy cores
+    python bench/bench_inference.py            # full, ~70 s (2 cores, light load)
     python bench/bench_inference.py --quick    # CI smoke run (tiny 32 px model)
 """
 

@@ -14,7 +14,7 @@ the child's RSS with psutil every 20 ms as a cross-check.
 - the edge editor (``keras_csvae.edge.Editor``: onnxruntime, numpy, Pillow;
   no TensorFlow) editing PNGs with an exported model.
 
-    python bench/bench_memory.py            # full, ~4-6 min on 2 busy cores
+    python bench/bench_memory.py            # full, ~100 s (2 cores, light load)
     python bench/bench_memory.py --quick    # CI smoke run (tiny models)
 """
 

@@ -16,7 +16,7 @@
 
 Target: every pipeline delivers ≥ 5× what the train step consumes.
 
-    python bench/bench_pipeline.py            # full, ~3-5 min on 2 busy cores
+    python bench/bench_pipeline.py            # full, ~100 s (2 cores, light load)
     python bench/bench_pipeline.py --quick    # CI smoke run, ~20 s
 """
 
@@ -51,24 +51,23 @@ def stub_model(shape, labels):
     return types.SimpleNamespace(check_static_shapes=lambda x, y: None, data_shape=shape, num_labels=labels)
 
 
-def passes(make_dataset, count: int) -> list[common.Sample]:
-    """Times ``count`` full passes over one dataset; images per pass in ``.images``."""
-    samples = []
-    dataset = make_dataset()
-    for _ in range(count):
-        seen = [0]
+def passes(makers: dict, rounds: int) -> dict:
+    """Builds every dataset, times one first pass of each, then ``rounds`` more
+    passes of each, interleaved. Returns ``{name: ((img/s wall, img per CPU-s) of
+    the first pass, (same) median of the later passes)}``."""
+    datasets = {name: make() for name, make in makers.items()}
+    counts = {}
 
-        def one_pass():
-            for x, _ in dataset:
-                seen[0] += int(x.shape[0])
+    def one_pass(name):
+        seen = 0
+        for x, _ in datasets[name]:
+            seen += int(x.shape[0])
+        counts[name] = seen
 
-        samples.append((common.time_call(one_pass), seen[0]))
-    return samples
-
-
-def rates(sample_and_count):
-    sample, count = sample_and_count
-    return count / sample.wall, count / sample.cpu
+    first = {name: common.time_call(lambda name=name: one_pass(name)) for name in datasets}
+    later = common.interleaved({name: (lambda name=name: one_pass(name)) for name in datasets}, rounds, warmup=0)
+    return {name: ((counts[name] / first[name].wall, counts[name] / first[name].cpu),
+                   (counts[name] / later[name].wall, counts[name] / later[name].cpu)) for name in datasets}
 
 
 # -- synthetic faces -------------------------------------------------------------------------------
@@ -244,33 +243,36 @@ def consumption(consumers, batch, rounds, budget, log):
 
 
 def fit_comparison(size, n, batch, steps, log):
-    """``fit`` steps/s on the real ``dataset_for`` pipeline vs on a repeated in-memory batch."""
-    import keras
+    """The train step fed by the real ``dataset_for`` pipeline vs by a repeated
+    in-memory batch: blocks of ``steps`` calls of Keras's train function (what
+    ``fit`` runs per step), interleaved. One iterator each, created (and its
+    shuffle buffer filled) before timing, as within an epoch of ``fit``."""
     import tensorflow as tf
 
     import bench_train
     from keras_csvae.training.train import dataset_for
 
     model = bench_train.build("default", size, "float32")
-    real = dataset_for(faces_config(size, n, batch), model, "train", shuffle=True).repeat()
-    for _ in real.take(1):  # render once (the first pass is timed above)
-        pass
     x, y = bench_train.random_batch("default", size, batch)
-    memory = tf.data.Dataset.from_tensors((x, y)).repeat()
-    out = {}
-    for name, dataset in (("in-memory batch", memory), ("`dataset_for` pipeline", real)):
-        model.fit(dataset, steps_per_epoch=2, epochs=1, verbose=0)  # trace / warm
-    timings = common.interleaved(
-        {name: (lambda d=d: model.fit(d, steps_per_epoch=steps, epochs=1, verbose=0))
-         for name, d in (("in-memory batch", memory), ("`dataset_for` pipeline", real))},
-        rounds=3, warmup=0)
+    iterators = {
+        "in-memory batch": iter(tf.data.Dataset.from_tensors((x, y)).repeat()),
+        "`dataset_for` pipeline": iter(dataset_for(faces_config(size, n, batch), model, "train", shuffle=True).repeat()),
+    }
+    model.make_train_function()
+
+    def block(iterator):
+        for _ in range(steps):
+            float(model.train_function(iterator)["loss"])
+
+    for iterator in iterators.values():
+        block(iterator)  # trace; the pipeline renders and fills its shuffle buffer
+    timings = common.interleaved({name: (lambda it=it: block(it)) for name, it in iterators.items()},
+                                 rounds=3, warmup=0)
     for name, t in timings.items():
-        out[name] = t
-        log(f"  fit on {name}: {t.wall / steps * 1e3:.0f} ms/step")
-    del model
+        log(f"  train step on {name}: {t.wall / steps * 1e3:.0f} ms/step")
+    del model, iterators
     gc.collect()
-    _ = keras
-    return out
+    return timings
 
 
 def main(argv=None):
@@ -296,12 +298,12 @@ def main(argv=None):
     log(f"TensorFlow {tf.__version__}")
 
     # 1. synthetic faces
+    rounds = 2 if quick else 3
     faces_rows = {}
     for size in sizes:
-        for name, make in faces_variants(size, n_faces, batch).items():
-            first, second = passes(make, 2)
-            faces_rows[(size, name)] = (rates(first), rates(second))
-            log(f"  faces {size}px {name[:40]}: first {rates(first)[0]:.0f}/s, then {rates(second)[0]:.0f}/s")
+        for name, (first, later) in passes(faces_variants(size, n_faces, batch), rounds).items():
+            faces_rows[(size, name)] = (first, later)
+            log(f"  faces {size}px {name[:40]}: first {first[1]:.0f}/CPU-s, then {later[1]:.0f}/CPU-s")
 
     # 2. CelebA-style
     distinct = min(n_celeba, 64 if quick else 256)
@@ -309,10 +311,9 @@ def main(argv=None):
     celeba_rows, celeba_gap = {}, {}
     for size in sizes:
         variants = celeba_variants(size, batch, jpegs, attributes, repeat=max(1, n_celeba // distinct))
-        for name, make in variants.items():
-            first, second = passes(make, 2)
-            celeba_rows[(size, name)] = (rates(first), rates(second))
-            log(f"  celeba {size}px {name[:40]}: {rates(second)[0]:.0f}/s")
+        for name, (first, later) in passes(variants, rounds).items():
+            celeba_rows[(size, name)] = (first, later)
+            log(f"  celeba {size}px {name[:40]}: {later[1]:.0f}/CPU-s")
         celeba_gap[size] = (proposed_gap(size, jpegs[:16]), proposed_gap(size, jpegs[:16], "area"))
 
     # 3. what the train step consumes
@@ -328,11 +329,12 @@ def main(argv=None):
     report.table(["pipeline", "size", "first pass img/s (wall)", "first pass img per CPU-s",
                   "later passes img/s (wall)", "later passes img per CPU-s"],
                  [(name, f"{size} px", f[0], f[1], s[0], s[1]) for (size, name), (f, s) in faces_rows.items()],
-                 note="First pass: renders every face (then kept as uint8 in memory). The shuffle buffer of "
+                 note=f"Later passes: median of {rounds} passes per pipeline, interleaved. "
+                      "First pass: renders every face (then kept as uint8 in memory). The shuffle buffer of "
                       "`dataset_for` (10 000 elements, or the whole split when smaller) must fill before the first "
                       "batch comes out.")
     report.heading(f"CelebA-style pipeline ({n_celeba} images of 218×178 per pass, {distinct} distinct JPEGs)")
-    report.table(["pipeline", "size", "img/s (wall)", "img per CPU-s"],
+    report.table(["pipeline", "size", f"img/s (wall, median of {rounds} passes)", "img per CPU-s"],
                  [(name, f"{size} px", s[0], s[1]) for (size, name), (_, s) in celeba_rows.items()],
                  note="celeba.py's own `_tf_data` (crop 148×148, antialiased resize, labels), fed by an in-memory "
                       "source that decodes JPEG like tfds (tfds's TFRecord reading is not included). The proposed "
@@ -347,10 +349,12 @@ def main(argv=None):
                    mode, batch / t.wall, batch / t.cpu) for (arch, size, mode), t in train.items()])
     if fit:
         mem, real = fit["in-memory batch"], fit["`dataset_for` pipeline"]
-        report.heading("`fit` fed by the pipeline vs by an in-memory batch (synthetic_faces 64 px, default widths, float32)")
+        report.heading("The train step fed by the pipeline vs by an in-memory batch "
+                       "(synthetic_faces 64 px, default widths, float32, batch 64)")
         report.table(["input", "ms/step (wall)", "CPU-ms/step"],
                      [(name, t.wall / 8 * 1e3, t.cpu / 8 * 1e3) for name, t in fit.items()],
-                     note=f"Pipeline overhead inside `fit`: {100 * (real.wall / mem.wall - 1):+.0f} % wall, "
+                     note=f"Blocks of 8 steps, 3 rounds, interleaved. Pipeline overhead: "
+                          f"{100 * (real.wall / mem.wall - 1):+.0f} % wall, "
                           f"{100 * (real.cpu / mem.cpu - 1):+.0f} % CPU (the pipeline shares the two cores with the step).")
 
     # Ratios: each pipeline at a size vs the fastest consumer at that size.
