@@ -17,13 +17,12 @@ def _quiet_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _user_errors():
-    from keras_csvae.data.registry import DatasetError
-    from keras_csvae.evaluation.evaluate import RunError
-    from keras_csvae.models.base import InputError
-    from keras_csvae.training import RunDirError, TrainingDivergedError
+def _training_diverged():
+    # Imported only when needed: it pulls in TensorFlow, which `csvae edit`
+    # and `csvae serve --backend onnx` must never load.
+    from keras_csvae.training import TrainingDivergedError
 
-    return (DatasetError, InputError, RunDirError, RunError, TrainingDivergedError, ValueError, FileNotFoundError)
+    return TrainingDivergedError
 
 
 def _parse_json(text, flag):
@@ -190,10 +189,12 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError) as err:  # first: _user_errors() imports TensorFlow
+    # Every user-caused error (DatasetError, InputError, RunDirError, RunError,
+    # ExportError...) is a ValueError; a diverging loss is the one other.
+    except (ValueError, FileNotFoundError) as err:
         print(f"csvae {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except _user_errors() as err:
+    except _training_diverged() as err:
         print(f"csvae {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

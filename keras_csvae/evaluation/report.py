@@ -18,9 +18,12 @@ JUDGE_EPOCHS = 10
 JUDGE_MIN_STEPS = judge_lib.MIN_STEPS  # small datasets get more epochs
 
 
+def _judge_options(options: dict) -> dict:
+    return {k: v for k, v in options.items() if k != "num_examples"}  # the judge sees the full data
+
+
 def judge_key(dataset: str, options: dict) -> dict:
-    options = {k: v for k, v in options.items() if k != "num_examples"}  # the judge sees the full data
-    return {"dataset": dataset, **options, "n": JUDGE_TRAIN_EXAMPLES}
+    return {"dataset": dataset, **_judge_options(options), "n": JUDGE_TRAIN_EXAMPLES}
 
 
 def existing_judge(dataset: str, options: dict, judge_dir=None):
@@ -30,7 +33,7 @@ def existing_judge(dataset: str, options: dict, judge_dir=None):
 
 def judge_for(dataset: str, options: dict, judge_dir=None):
     """The cached judge of a dataset (trained on its real training images)."""
-    options = {k: v for k, v in options.items() if k != "num_examples"}
+    options = _judge_options(options)
     key = judge_key(dataset, options)
     if dataset == "synthetic_faces":
         truth = SyntheticFacesTruth(options.get("image_size", 64))

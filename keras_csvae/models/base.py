@@ -231,6 +231,20 @@ class LatentModel(keras.Model):
         trackers = getattr(self, "trackers", None)
         return list(trackers.values()) if trackers else super().metrics
 
+    # -- training helpers ------------------------------------------------------------
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3's fit reduces a sample batch across replicas here, which
+        # fails under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+        # Nothing needs building: weights, optimisers and the metric trackers
+        # all exist once __init__ and compile have run.
+        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def apply_gradients(self, optimizer, tape, loss, variables):
+        """One optimiser step on ``variables`` only (loss-scaled if the optimiser is)."""
+        optimizer.apply(tape.gradient(loss, variables), variables)
+
     # -- export ----------------------------------------------------------------------
     def serving_functions(self):
         """The functions exported to SavedModel and ONNX.
@@ -323,13 +337,9 @@ class TwoOptimizerModel(LatentModel):
     def get_compile_config(self):
         if not getattr(self, "compiled", False):
             return None
-
-        def inner(opt):
-            return opt.inner_optimizer if isinstance(opt, keras.optimizers.LossScaleOptimizer) else opt
-
         return {
-            "optimizer": keras.optimizers.serialize(inner(self.optimizer)),
-            "adversary_optimizer": keras.optimizers.serialize(inner(self.adversary_optimizer)),
+            "optimizer": keras.optimizers.serialize(_without_loss_scale(self.optimizer)),
+            "adversary_optimizer": keras.optimizers.serialize(_without_loss_scale(self.adversary_optimizer)),
             "jit_compile": bool(self.jit_compile),
         }
 
@@ -339,20 +349,6 @@ class TwoOptimizerModel(LatentModel):
             adversary_optimizer=keras.optimizers.deserialize(config["adversary_optimizer"]),
             jit_compile=config.get("jit_compile", False),
         )
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras 3's fit reduces a sample batch across replicas here, which
-        # fails under MultiWorkerMirroredStrategy (keras-team/keras#20585).
-        # Nothing needs building: weights, both optimisers and the metric
-        # trackers all exist once __init__ and compile have run.
-        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            return None
-        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-
-    def apply_gradients(self, optimizer, tape, loss, variables):
-        """One optimiser step on ``variables`` only (loss-scaled if the optimiser is)."""
-        grads = tape.gradient(loss, variables)
-        optimizer.apply(grads, variables)
 
     # -- training (the CSVAE's step, shared) --------------------------------------------------
     def train_step(self, data):
@@ -405,12 +401,6 @@ class OneOptimizerModel(LatentModel):
     def elbo_variables(self):
         return self.trainable_weights
 
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # The MultiWorkerMirroredStrategy work-around of TwoOptimizerModel's.
-        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            return None
-        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-
     def get_compile_config(self):
         if not getattr(self, "compiled", False):
             return None
@@ -433,8 +423,7 @@ class OneOptimizerModel(LatentModel):
         with tf.GradientTape() as tape:
             terms, codes, y = self.loss_terms(x, y, self.step_seed(0), training=True)
             scaled = self.optimizer.scale_loss(self.replica_mean(terms["loss"]))
-        variables = self.elbo_variables
-        self.optimizer.apply(tape.gradient(scaled, variables), variables)
+        self.apply_gradients(self.optimizer, tape, scaled, self.elbo_variables)
         self.observe_training_batch(codes, y)
         return self.update_trackers(terms)
 

@@ -286,8 +286,11 @@ class CSVAE(TwoOptimizerModel):
         """
         x, y_target, _ = self.check_edit_arrays(x, y_target)
         w = self.target_w(y_target, w_points=w_points, sample=sample, seed=seed)
-        z_mean = self.run_batched(lambda a: self.z_encoder(a)[0], (x,), batch_size)
-        return self.decode(z_mean, w, batch_size)
+        return self.run_batched(self.decode_tensors, (self._z_means(x, batch_size), w), batch_size)
+
+    def _z_means(self, x, batch_size=256):
+        """``E[z | x]`` ``[n, z_dim]`` of already checked ``x``."""
+        return self.run_batched(lambda a: self.z_encoder(a)[0], (x,), batch_size)
 
     def subspace_grid(self, label, n=5, extent=2.0):
         """A regular ``n×n`` grid of points in ``W_label`` around the prior of
@@ -327,5 +330,9 @@ class CSVAE(TwoOptimizerModel):
         if y_target is None:
             y_target = np.zeros((len(x), self.num_labels), np.float32)
             y_target[:, i] = 1
+        x, y_target, _ = self.check_edit_arrays(x, y_target)
         points = np.asarray(points, np.float32)
-        return np.stack([self.manipulate(x, y_target, w_points={i: p}) for p in points])
+        z_mean = self._z_means(x)  # encoded once, decoded at every point
+        return np.stack(
+            [self.run_batched(self.decode_tensors, (z_mean, self.target_w(y_target, w_points={i: p}))) for p in points]
+        )
