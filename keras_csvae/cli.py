@@ -58,6 +58,7 @@ def cmd_train(args):
         precision=args.precision,
         strategy=args.strategy,
         jit_compile=args.jit_compile,
+        steps_per_execution=args.steps_per_execution,
         seed=args.seed,
         dataset_options=options,
         model_kwargs=model_kwargs,
@@ -138,7 +139,12 @@ def build_parser():
     train.add_argument("--adversary-learning-rate", type=float, default=1e-3)
     train.add_argument("--precision", default="auto", choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"])
     train.add_argument("--strategy", default="auto", choices=["auto", "default", "mirrored", "multi_worker"])
-    train.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
+    train.add_argument(
+        "--jit-compile", action="store_true", help="compile the train step with XLA (slower for conv models on CPU)"
+    )
+    train.add_argument(
+        "--steps-per-execution", type=int, help="train steps per compiled call; default: the dataset's (MLP 32, else 1)"
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--image-size", type=int, help="for image datasets")
     train.add_argument("--num-examples", type=int, help="use only this many training examples")

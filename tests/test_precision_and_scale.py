@@ -102,15 +102,17 @@ def test_multi_worker_two_processes_train_one_model(tmp_path):
             )
         )
     outputs = []
-    for proc in procs:
-        try:
+    try:
+        # Each worker is waited for in turn: the chief may finish first (it was
+        # killed here once when the other was still shutting down).
+        for proc in procs:
             out, err = proc.communicate(timeout=300)
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
-        assert proc.returncode == 0, err[-3000:]
-        outputs.append([line for line in out.splitlines() if line.startswith("WEIGHTS")][0].split())
+            assert proc.returncode == 0, err[-3000:]
+            outputs.append([line for line in out.splitlines() if line.startswith("WEIGHTS")][0].split())
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
     # Synchronous data-parallel training: both workers end with the same weights.
     assert outputs[0][1] == outputs[1][1]
     # 512 examples / global batch 64 = 8 steps per epoch, 2 epochs.

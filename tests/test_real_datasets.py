@@ -83,6 +83,15 @@ def test_celeba_subset_streams_cropped_images_and_derived_labels(name, mock_cele
     np.testing.assert_allclose(x.mean(axis=(1, 2, 3)), crop_means, atol=0.01)
 
 
+def test_celeba_is_stored_as_uint8_crops_and_cached_when_small(mock_celeba, tmp_path):
+    stored = data.load_stored("celeba_glasses", "train", image_size=32, data_dir=str(tmp_path))
+    assert stored.element_spec[0].dtype.name == "uint8"
+    assert type(stored).__name__ == "CacheDataset"  # NUM_MOCK 32 px images fit in memory
+    images = np.stack([x for x, _ in stored.as_numpy_iterator()])
+    x, _ = collect(data.load("celeba_glasses", "train", image_size=32, data_dir=str(tmp_path)))
+    np.testing.assert_allclose(x, images / 255.0, atol=1e-7)
+
+
 @pytest.mark.parametrize("split", ["validation", "test"])
 def test_celeba_arrays_take_num_examples_at_size_32(split, mock_celeba, tmp_path):
     x, y = data.load_arrays("celeba_glasses_facial_hair", split, image_size=32, num_examples=4, data_dir=str(tmp_path))

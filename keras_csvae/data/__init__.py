@@ -8,10 +8,12 @@ from keras_csvae.data.registry import (
     Dataset,
     DatasetError,
     DatasetInfo,
+    as_float_images,
     get,
     info,
     load,
     load_arrays,
+    load_stored,
     names,
     register_dataset,
 )

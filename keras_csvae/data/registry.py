@@ -56,6 +56,9 @@ class Dataset:
         Used for datasets small enough to hold in memory.
       tf_data_fn: optional ``tf_data_fn(split, **options) -> tf.data.Dataset``
         yielding unbatched ``(x, y)``; defaults to slicing ``arrays_fn``.
+        Images may come as uint8 in ``[0, 255]``: a quarter of the memory and
+        copying of float32 in shuffle buffers and batching (``load_stored``);
+        ``load`` converts them.
       defaults: training defaults (see ``keras_csvae.training.config``):
         epochs, batch_size, architecture and loss weights that reach the
         documented results with no flags.
@@ -117,6 +120,24 @@ def load_arrays(name: str, split: str = "train", **options):
 
 def load(name: str, split: str = "train", **options):
     """Returns a ``tf.data.Dataset`` of unbatched ``(x, y)`` float32 pairs."""
+    import tensorflow as tf
+
+    return load_stored(name, split, **options).map(as_float_images, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def as_float_images(x, y):
+    """``x`` uint8 in ``[0, 255]`` → float32 in ``[0, 1]`` (any shape); float ``x`` unchanged."""
+    import tensorflow as tf
+
+    if x.dtype == tf.uint8:
+        x = tf.cast(x, tf.float32) / 255.0
+    return x, y
+
+
+def load_stored(name: str, split: str = "train", **options):
+    """Like ``load``, with images as the dataset stores them (uint8 for
+    rendered or decoded images): shuffle and batch these, then map
+    ``as_float_images`` over batches (``training.train.dataset_for``)."""
     import tensorflow as tf
 
     if split not in SPLITS:

@@ -1061,6 +1061,12 @@ def load_tf_data(split: str, image_size: int = 64, num_examples=None):
 
     Rendered on the fly during the first pass and kept in memory as uint8.
     """
+    return load_uint8_tf_data(split, image_size, num_examples).map(registry.as_float_images)
+
+
+def load_uint8_tf_data(split: str, image_size: int = 64, num_examples=None):
+    """``load_tf_data`` with ``x`` uint8 ``[S, S, 3]`` in ``[0, 255]`` (the
+    registry's stored form: shuffled and batched as uint8, then converted)."""
     import tensorflow as tf
 
     renderer = SyntheticFaces(image_size)
@@ -1074,15 +1080,7 @@ def load_tf_data(split: str, image_size: int = 64, num_examples=None):
         ),
     )
 
-    def to_float(images, labels):
-        return tf.cast(images, tf.float32) / 255.0, labels
-
-    # Converted a chunk at a time (one op per 512 images, not per image).
-    return (
-        chunks.map(to_float)
-        .unbatch()
-        .apply(tf.data.experimental.assert_cardinality(n))
-    )
+    return chunks.unbatch().apply(tf.data.experimental.assert_cardinality(n))
 
 
 registry.register_dataset(
@@ -1090,7 +1088,7 @@ registry.register_dataset(
     registry.Dataset(
         info_fn=dataset_info,
         arrays_fn=load_arrays,
-        tf_data_fn=load_tf_data,
+        tf_data_fn=load_uint8_tf_data,
         defaults=DEFAULTS,
         options=("image_size", "num_examples"),
     ),

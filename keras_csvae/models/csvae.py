@@ -122,6 +122,18 @@ class CSVAE(TwoOptimizerModel):
         """``E[x | w, z]``: the decoder sees ``concat(w, z)``."""
         return self.decoder(tf.concat([tf.cast(w, tf.float32), tf.cast(z, tf.float32)], axis=-1))
 
+    def z_mean_tensors(self, x):
+        """``E[z | x]`` ``[batch, z_dim]``."""
+        return self.z_encoder(tf.cast(x, tf.float32))[0]
+
+    def edit_tensors(self, x, w):
+        """The paper's edit: ``E[x | w, E[z|x]]`` ``[batch, *data_shape]`` for ``w`` ``[batch, k*w_dim]``."""
+        return self.decode_tensors(self.z_mean_tensors(x), w)
+
+    def reconstruct_tensors(self, x, y):
+        """``E[x | E[w|x,y], E[z|x]]`` ``[batch, *data_shape]``."""
+        return self.decode_tensors(*self._posterior_means(x, y))
+
     def call(self, inputs, training=False):
         """Deterministic pass on posterior means.
 
@@ -198,10 +210,10 @@ class CSVAE(TwoOptimizerModel):
 
         def manipulate(x, y_target):
             w_mean, _ = self.prior.parameters(y_target, self.w_dim)
-            return {"x_edited": self.decode_tensors(self.z_encoder(x)[0], w_mean)}
+            return {"x_edited": self.edit_tensors(x, w_mean)}
 
         def edit_at(x, w):
-            return {"x_edited": self.decode_tensors(self.z_encoder(x)[0], w)}
+            return {"x_edited": self.edit_tensors(x, w)}
 
         def sample(eps_z, eps_w, y):
             w_mean, w_scale = self.prior.parameters(y, self.w_dim)
@@ -248,7 +260,7 @@ class CSVAE(TwoOptimizerModel):
     def reconstruct(self, x, y, batch_size=256):
         """Decode the posterior means: ``E[x | E[w|x,y], E[z|x]]``, ``[n, *data_shape]``."""
         x, y = self.check_arrays(x, y)
-        return self.run_batched(lambda a, b: self.decode_tensors(*self._posterior_means(a, b)), (x, y), batch_size)
+        return self.run_batched(self.reconstruct_tensors, (x, y), batch_size)
 
     def target_w(self, y_target, w_points=None, sample=False, seed=0):
         """``w`` for target labels: the prior mean of ``p(w | y_target)`` per label,
@@ -286,11 +298,7 @@ class CSVAE(TwoOptimizerModel):
         """
         x, y_target, _ = self.check_edit_arrays(x, y_target)
         w = self.target_w(y_target, w_points=w_points, sample=sample, seed=seed)
-        return self.run_batched(self.decode_tensors, (self._z_means(x, batch_size), w), batch_size)
-
-    def _z_means(self, x, batch_size=256):
-        """``E[z | x]`` ``[n, z_dim]`` of already checked ``x``."""
-        return self.run_batched(lambda a: self.z_encoder(a)[0], (x,), batch_size)
+        return self.run_batched(self.edit_tensors, (x, w), batch_size)
 
     def subspace_grid(self, label, n=5, extent=2.0):
         """A regular ``n×n`` grid of points in ``W_label`` around the prior of
@@ -332,7 +340,7 @@ class CSVAE(TwoOptimizerModel):
             y_target[:, i] = 1
         x, y_target, _ = self.check_edit_arrays(x, y_target)
         points = np.asarray(points, np.float32)
-        z_mean = self._z_means(x)  # encoded once, decoded at every point
+        z_mean = self.run_batched(self.z_mean_tensors, (x,))  # encoded once, decoded at every point
         return np.stack(
             [self.run_batched(self.decode_tensors, (z_mean, self.target_w(y_target, w_points={i: p}))) for p in points]
         )

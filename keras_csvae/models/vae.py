@@ -177,9 +177,7 @@ class BaselineMixin:
 
     def _run(self, fn, x, y, batch_size):
         """``run_batched`` of ``fn(x, y)``, with ``y`` left out when it is ``None``."""
-        if y is None:
-            return self.run_batched(lambda a: fn(a, None), (x,), batch_size)
-        return self.run_batched(fn, (x, y), batch_size)
+        return self.run_batched(fn, (x,) if y is None else (x, y), batch_size)
 
     def encode(self, x, y=None, batch_size=256):
         """``q(z | x[, y])`` parameters: dict of ``z_mean``, ``z_log_var`` ``[n, latent_dim]``.
@@ -203,14 +201,18 @@ class BaselineMixin:
             if len(y) != len(z):
                 raise InputError(f"{len(z)} rows in z but {len(y)} in y.")
             return self.run_batched(self.decode_tensors, (z, y), batch_size)
-        return self.run_batched(lambda a: self.decode_tensors(a, None), (z,), batch_size)
+        return self.run_batched(self.decode_tensors, (z,), batch_size)
+
+    def reconstruct_tensors(self, x, y=None):
+        """``E[x | E[z | x[, y]][, y]]`` ``[batch, *data_shape]``."""
+        return self.decode_tensors(self.encode_tensors(x, y)["z_mean"], y)
 
     def reconstruct(self, x, y=None, batch_size=256):
         """Decodes the posterior mean: ``E[x | E[z | x[, y]][, y]]``, ``[n, *data_shape]``."""
         needed = self.encoder_uses_labels or self.decoder_uses_labels
         x, y = self._checked(x, y, needed, "reconstruct")
         y = y if needed else None
-        return self._run(lambda a, b: self.decode_tensors(self.encode_tensors(a, b)["z_mean"], b), x, y, batch_size)
+        return self._run(self.reconstruct_tensors, x, y, batch_size)
 
 
 @keras.saving.register_keras_serializable(package="keras_csvae")

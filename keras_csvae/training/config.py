@@ -26,7 +26,12 @@ class TrainConfig:
       learning_rate, adversary_learning_rate: Adam step sizes of the two optimisers.
       precision: Keras dtype policy, or ``auto`` (``mixed_float16`` on GPUs).
       strategy: ``tf.distribute`` strategy, or ``auto`` (all GPUs mirrored).
-      jit_compile: compile the train step with XLA.
+      jit_compile: compile the train step with XLA (slower than the plain
+        graph for the conv models on CPU: BENCHMARKS.md).
+      steps_per_execution: train steps per call of the compiled train
+        function; ``None``: the dataset's default (32 for the small MLP,
+        whose steps are so short that Keras's per-call Python work halves
+        the speed; 1 otherwise). Callbacks see the loss every that many steps.
       seed: seeds weights, noise and shuffling.
       dataset_options: e.g. ``{"image_size": 32}``.
       model_kwargs: constructor arguments of the model (architecture, z_dim,
@@ -42,6 +47,7 @@ class TrainConfig:
     precision: str = "auto"
     strategy: str = "auto"
     jit_compile: bool = False
+    steps_per_execution: int | None = None
     seed: int = 0
     dataset_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -55,11 +61,19 @@ class TrainConfig:
             self,
             epochs=self.epochs if self.epochs is not None else defaults.get("epochs", 10),
             batch_size=self.batch_size if self.batch_size is not None else defaults.get("batch_size", 64),
+            steps_per_execution=(
+                self.steps_per_execution
+                if self.steps_per_execution is not None
+                else defaults.get("steps_per_execution", 1)
+            ),
             model_kwargs={**defaults.get("model", {}), **self.model_kwargs},
             dataset_options=dict(self.dataset_options),
         )
-        if config.epochs < 1 or config.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be ≥ 1, got {config.epochs} and {config.batch_size}.")
+        if config.epochs < 1 or config.batch_size < 1 or config.steps_per_execution < 1:
+            raise ValueError(
+                f"epochs, batch_size and steps_per_execution must be ≥ 1, got {config.epochs}, "
+                f"{config.batch_size} and {config.steps_per_execution}."
+            )
         if config.precision not in PRECISIONS:
             raise ValueError(f"Unknown precision {config.precision!r}; use one of {PRECISIONS}.")
         if config.strategy not in STRATEGIES:
@@ -78,7 +92,9 @@ class TrainConfig:
         return cls(**values)
 
     def digest(self) -> str:
-        """A short hash of everything except ``epochs``, which a user may extend on resume."""
+        """A short hash of what determines the result: everything except
+        ``epochs`` (a user may extend them on resume) and ``steps_per_execution``."""
         values = self.to_dict()
         values.pop("epochs")
+        values.pop("steps_per_execution")
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]

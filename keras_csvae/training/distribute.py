@@ -16,6 +16,16 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
+def cpu_has_bfloat16() -> bool:
+    """Whether this (Linux) CPU has native bfloat16 matmuls (AMX or AVX512-BF16)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 def set_precision(precision: str) -> str:
     policy = resolve_precision(precision)
     keras.mixed_precision.set_global_policy(policy)

@@ -28,7 +28,7 @@ from keras_csvae import models
 from keras_csvae.data import registry
 from keras_csvae.training.callbacks import EpochCheckpoint, StopOnNaN, write_json_atomic
 from keras_csvae.training.config import TrainConfig
-from keras_csvae.training.distribute import is_chief, make_strategy, set_precision
+from keras_csvae.training.distribute import cpu_has_bfloat16, is_chief, make_strategy, set_precision
 
 
 class RunDirError(ValueError):
@@ -49,10 +49,16 @@ def build_model(config: TrainConfig, info: registry.DatasetInfo):
 
 
 def compile_model(model, config: TrainConfig):
+    steps_per_execution = config.steps_per_execution
+    if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+        # Keras's multi-step loop fails to run under this strategy
+        # ("Detected at node while/cond/Placeholder"): one step per call.
+        steps_per_execution = 1
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         adversary_optimizer=keras.optimizers.Adam(config.adversary_learning_rate),
         jit_compile=config.jit_compile,
+        steps_per_execution=steps_per_execution,
     )
     return model
 
@@ -70,13 +76,16 @@ def dataset_for(config: TrainConfig, model, split: str, shuffle: bool):
         ds = tf.data.Dataset.from_tensor_slices((x, y))
         size = len(x)
     else:
-        ds = registry.load(config.dataset, split, **config.dataset_options)
+        # Shuffled and batched as stored (uint8 images: a quarter of float32's
+        # memory and copying), converted to float a batch at a time.
+        ds = registry.load_stored(config.dataset, split, **config.dataset_options)
         x_spec, y_spec = ds.element_spec
         model.check_static_shapes(tf.zeros([1, *x_spec.shape]), tf.zeros([1, *y_spec.shape]))
         size = 10_000
     if shuffle:
         ds = ds.shuffle(min(size, 10_000), seed=config.seed, reshuffle_each_iteration=True)
-    return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(config.batch_size).map(registry.as_float_images, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def _check_run_dir(run_dir: Path, config: TrainConfig):
@@ -141,6 +150,8 @@ def train(config: TrainConfig, run_dir, verbose="auto"):
     checkpoint = EpochCheckpoint(checkpoint_dir, history=state["history"] if state else (), write=chief)
     if done:
         print(f"Resuming {run_dir} after epoch {done} of {config.epochs}.")
+    if policy == "float32" and info.is_image and not tf.config.list_physical_devices("GPU") and cpu_has_bfloat16():
+        print("This CPU has native bfloat16 matmuls: --precision mixed_bfloat16 trains conv models 1.1-2× faster.")
     print(
         f"Training {config.model} on {config.dataset} {info.input_shape} for {config.epochs} epochs, "
         f"batch {config.batch_size}, {policy}, {strategy.num_replicas_in_sync} replica(s)."
