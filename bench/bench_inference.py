@@ -11,6 +11,8 @@ and 256:
 - SavedModel through ``tf.saved_model.load`` (its ``manipulate`` signature);
 - onnxruntime: default session options, then 1 and 2 intra-op threads with
   spinning off (``keras_csvae.edge.onnx_session``), and the int8 model;
+- for comparison, onnxruntime on the previous ONNX export of ``manipulate``
+  (plain tf2onnx: ``ConvTranspose``, ``onnx_export.convert(subpixel=False)``);
 - the edge editor, PNG in → PNG out (``keras_csvae.edge.Editor``), and its parts.
 
 Variants are timed in interleaved blocks of consecutive calls (so that one
@@ -38,6 +40,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 LABELS = ("glasses", "smile", "facial_hair")
+PLAIN_ONNX = "manipulate.plain.onnx"  # written next to the export's files by this script only
 TINY = dict(architecture="conv", z_dim=4, w_dim=2, conv_filters=[4, 8, 8], dense_units=16, decoder_filters=[8, 8, 4],
             adversary_units=[8])
 
@@ -87,6 +90,8 @@ def export(model, size, out: Path, quick, log=lambda line: None, savedmodel_form
         metadata.write_json(out / "metadata.json", content)
         if savedmodel_format:
             savedmodel.write_savedmodel(model, {"manipulate": function}, saved_model_path)
+    # The previous conversion (ConvTranspose, no sub-pixel rewrite), for the before/after rows.
+    onnx_export.convert(model_functions(model)["manipulate"], out / "onnx" / PLAIN_ONNX, {}, subpixel=False)
     log(f"exported in {time.perf_counter() - start:.0f} s")
     return content, saved_model_path, x, y
 
@@ -135,6 +140,10 @@ def variants(model, content, export_dir: Path, saved_model_path: Path, x, y):
         "onnxruntime, 1 thread, no spinning": edge.onnx_session(onnx_dir / "manipulate.onnx", threads=1),
         "onnxruntime, 2 threads, no spinning": edge.onnx_session(onnx_dir / "manipulate.onnx", threads=2),
     }
+    sessions["previous export (ConvTranspose): onnxruntime, default session options"] = ort.InferenceSession(
+        str(onnx_dir / PLAIN_ONNX), providers=["CPUExecutionProvider"])
+    sessions["previous export (ConvTranspose): onnxruntime, 2 threads, no spinning"] = edge.onnx_session(
+        onnx_dir / PLAIN_ONNX, threads=2)
     int8 = onnx_dir / "manipulate.int8.onnx"
     if int8.is_file():
         sessions["onnxruntime int8, 1 thread, no spinning"] = edge.onnx_session(int8, threads=1)
