@@ -35,6 +35,9 @@ class ConditionalDecoderMixin(BaselineMixin):
     def _edited(self, x, y, y_target):
         return self.decode_tensors(self.encode_tensors(x, y)["z_mean"], y_target)
 
+    def _edited_without_source_labels(self, x, y_target):
+        return self._edited(x, None, y_target)
+
     def serving_manipulate(self):
         """``manipulate(x, [y,] y_target) -> x_edited``: decode ``x``'s code with ``y_target``
         (``y``, the source labels, only when the encoder needs them)."""
@@ -44,7 +47,10 @@ class ConditionalDecoderMixin(BaselineMixin):
                 self.y_spec(),
                 self.y_spec("y_target"),
             ]
-        return (lambda x, y_target: {"x_edited": self._edited(x, None, y_target)}), [self.x_spec(), self.y_spec("y_target")]
+        return (lambda x, y_target: {"x_edited": self._edited_without_source_labels(x, y_target)}), [
+            self.x_spec(),
+            self.y_spec("y_target"),
+        ]
 
     def manipulate(self, x, y_target, y=None, batch_size=256):
         """Edits ``x`` to have labels ``y_target`` (``[n, k]`` or one row for all):
@@ -56,7 +62,7 @@ class ConditionalDecoderMixin(BaselineMixin):
         x, y_target, y = self.check_edit_arrays(x, y_target, y)
         x, y = self._checked(x, y, self.encoder_uses_labels, "manipulate")
         if not self.encoder_uses_labels:
-            return self.run_batched(lambda a, t: self._edited(a, None, t), (x, y_target), batch_size)
+            return self.run_batched(self._edited_without_source_labels, (x, y_target), batch_size)
         return self.run_batched(self._edited, (x, y, y_target), batch_size)
 
     def edit_variants(self, x, label, n=5, y=None, noise_scale=1.0, seed=0, batch_size=256):
