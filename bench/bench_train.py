@@ -22,7 +22,7 @@ In full mode each part with a big model runs in its own subprocess: TensorFlow
 does not give back the memory of deleted models (about 0.9 GB per paper-width
 64 px model), and a single process ran out of memory.
 
-    python bench/bench_train.py            # full, ~7 min (2 cores, light load)
+    python bench/bench_train.py            # full, ~9 min (2 cores, light load)
     python bench/bench_train.py --quick    # CI smoke run, ~30-45 s
 """
 
