@@ -79,7 +79,6 @@ def faces_variants(size, n, batch):
     import tensorflow as tf
 
     from keras_csvae import data
-    from keras_csvae.data import synthetic_faces
     from keras_csvae.training.train import dataset_for
 
     config = faces_config(size, n, batch)
@@ -87,9 +86,8 @@ def faces_variants(size, n, batch):
 
     def before():
         # The pipeline before the uint8 change: float32 per image, shuffled and batched as float32.
-        return (synthetic_faces.load_tf_data("train", size, n).shuffle(min(n, 10_000), seed=0,
-                                                                         reshuffle_each_iteration=True)
-                .batch(batch).prefetch(tf.data.AUTOTUNE))
+        return (data.load("synthetic_faces", "train", image_size=size, num_examples=n)
+                .shuffle(min(n, 10_000), seed=0, reshuffle_each_iteration=True).batch(batch).prefetch(tf.data.AUTOTUNE))
 
     return {
         "`dataset_for` (as `csvae train`: shuffle 10k + batch + prefetch)": lambda: dataset_for(config, model, "train",

@@ -1056,17 +1056,12 @@ class _RenderedChunks:
 
 
 def load_tf_data(split: str, image_size: int = 64, num_examples=None):
-    """A ``tf.data.Dataset`` of unbatched ``(x, y)``: float32 ``[S, S, 3]`` in
-    ``[0, 1]`` and float32 ``[3]``; the same values as ``load_arrays``.
+    """A ``tf.data.Dataset`` of unbatched ``(x, y)``: uint8 ``[S, S, 3]`` in
+    ``[0, 255]`` (the registry's stored form; ``registry.load`` gives float32
+    in ``[0, 1]``, the values of ``load_arrays``) and float32 ``[3]``.
 
     Rendered on the fly during the first pass and kept in memory as uint8.
     """
-    return load_uint8_tf_data(split, image_size, num_examples).map(registry.as_float_images)
-
-
-def load_uint8_tf_data(split: str, image_size: int = 64, num_examples=None):
-    """``load_tf_data`` with ``x`` uint8 ``[S, S, 3]`` in ``[0, 255]`` (the
-    registry's stored form: shuffled and batched as uint8, then converted)."""
     import tensorflow as tf
 
     renderer = SyntheticFaces(image_size)
@@ -1088,7 +1083,7 @@ registry.register_dataset(
     registry.Dataset(
         info_fn=dataset_info,
         arrays_fn=load_arrays,
-        tf_data_fn=load_uint8_tf_data,
+        tf_data_fn=load_tf_data,
         defaults=DEFAULTS,
         options=("image_size", "num_examples"),
     ),

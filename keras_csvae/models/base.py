@@ -232,6 +232,13 @@ class LatentModel(keras.Model):
         return list(trackers.values()) if trackers else super().metrics
 
     # -- training helpers ------------------------------------------------------------
+    def compile(self, *args, **kwargs):
+        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras's multi-step train loop fails to run under this strategy
+            # ("Detected at node while/cond/Placeholder"): one step per call.
+            kwargs["steps_per_execution"] = 1
+        super().compile(*args, **kwargs)
+
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Keras 3's fit reduces a sample batch across replicas here, which
         # fails under MultiWorkerMirroredStrategy (keras-team/keras#20585).

@@ -320,9 +320,9 @@ class CSVAE(TwoOptimizerModel):
 
         Returns ``[n', batch, *data_shape]`` with ``n' = round(√n)²``.
         """
-        x = self.check_arrays(x)
         i = self.label_index(label)
-        y_target = np.zeros((len(x), self.num_labels), np.float32) if y is None else self.check_arrays(y=y).copy()
+        # One row when y is not given: check_edit_arrays repeats it for every x.
+        y_target = np.zeros((1, self.num_labels), np.float32) if y is None else self.check_arrays(y=y).copy()
         y_target[:, i] = 1
         side = max(int(round(np.sqrt(n))), 1)
         return self.traverse(x, i, self.subspace_grid(i, n=side, extent=extent), y_target=y_target)
@@ -333,11 +333,9 @@ class CSVAE(TwoOptimizerModel):
         Other labels keep ``y_target`` (default: ``label`` on, others off).
         Returns ``[p, n, *data_shape]``.
         """
-        x = self.check_arrays(x)
         i = self.label_index(label)
         if y_target is None:
-            y_target = np.zeros((len(x), self.num_labels), np.float32)
-            y_target[:, i] = 1
+            y_target = np.eye(self.num_labels, dtype=np.float32)[i : i + 1]  # one row, repeated for every x
         x, y_target, _ = self.check_edit_arrays(x, y_target)
         points = np.asarray(points, np.float32)
         z_mean = self.run_batched(self.z_mean_tensors, (x,))  # encoded once, decoded at every point

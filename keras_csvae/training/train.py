@@ -49,16 +49,11 @@ def build_model(config: TrainConfig, info: registry.DatasetInfo):
 
 
 def compile_model(model, config: TrainConfig):
-    steps_per_execution = config.steps_per_execution
-    if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
-        # Keras's multi-step loop fails to run under this strategy
-        # ("Detected at node while/cond/Placeholder"): one step per call.
-        steps_per_execution = 1
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         adversary_optimizer=keras.optimizers.Adam(config.adversary_learning_rate),
         jit_compile=config.jit_compile,
-        steps_per_execution=steps_per_execution,
+        steps_per_execution=config.steps_per_execution,
     )
     return model
 
