@@ -75,6 +75,11 @@ def cmd_evaluate(args):
     if "edits" in summary:
         summary["edits"] = {k: v for k, v in summary["edits"].items() if k != "per_label"}
     print(json.dumps(summary, indent=2))
+    for name, values in metrics.get("edits", {}).get("per_label", {}).items():
+        directions = ", ".join(
+            f"{d} {values[f'manipulation_accuracy_{d}']:.3f}" for d in ("on", "off") if f"manipulation_accuracy_{d}" in values
+        )
+        print(f"  {name}: manipulation {values['manipulation_accuracy']:.3f} ({directions})")
     figures = sorted(p.name for p in __import__("pathlib").Path(args.run).glob("*.png"))
     print(f"Wrote {os.path.join(args.run, 'metrics.json')} and {', '.join(figures)}")
 

@@ -118,6 +118,45 @@ def test_editing_api_shapes_and_rule():
     assert not np.allclose(a, model.manipulate(x, [1, 0], sample=True, seed=4))
 
 
+def test_switched_edit_keeps_the_other_labels_posterior_w_exactly():
+    model = tiny_csvae(data_shape=(16, 16, 3), num_labels=3)
+    x, y = random_data(6, (16, 16, 3), 3, seed=1)
+    y_target = y.copy()
+    y_target[:, 1] = 1 - y[:, 1]  # switch label 1 only
+    posterior = model.encode(x, y)
+    codes = model.edited_codes(x, y_target, y=y)
+    w, w_post = codes["w"].reshape(6, 3, 2), posterior["w_mean"].reshape(6, 3, 2)
+    np.testing.assert_array_equal(w[:, [0, 2]], w_post[:, [0, 2]])  # untouched subspaces: bit for bit
+    np.testing.assert_array_equal(w[:, 1], np.where(y_target[:, 1:2] == 1, 3.0, 0.0) * np.ones((6, 2)))
+    np.testing.assert_array_equal(codes["z"], posterior["z_mean"])
+    edited = model.manipulate(x, y_target, y=y)
+    np.testing.assert_allclose(edited, model.decode(codes["z"], codes["w"]), atol=1e-6)
+    # The graph the export uses computes the same edit.
+    np.testing.assert_allclose(model.switched_edit_tensors(x, y, y_target).numpy(), edited, atol=1e-5)
+    # Nothing switched: the edit is the reconstruction.
+    np.testing.assert_allclose(model.manipulate(x, y, y=y), model.reconstruct(x, y), atol=1e-6)
+    # The paper's rule stays selectable: every subspace at the target prior's mean.
+    paper = model.edited_codes(x, y_target, y=y, rule="prior")["w"]
+    np.testing.assert_array_equal(paper, model.target_w(y_target))
+    with pytest.raises(InputError, match="needs the source labels"):
+        model.manipulate(x, y_target, rule="switched")
+    with pytest.raises(InputError, match="Unknown edit rule"):
+        model.manipulate(x, y_target, y=y, rule="nope")
+
+
+def test_switched_traversal_moves_only_the_traversed_subspace():
+    model = tiny_csvae(data_shape=(16, 16, 3), num_labels=2)
+    x, y = random_data(3, (16, 16, 3), 2)
+    grid = model.subspace_grid(0, n=2)
+    frames = model.traverse(x, 0, grid, y=y)
+    posterior = model.encode(x, y)
+    for point, frame in zip(grid, frames):
+        w = posterior["w_mean"].copy()
+        w[:, :2] = point
+        np.testing.assert_allclose(frame, model.decode(posterior["z_mean"], w), atol=1e-6)
+    np.testing.assert_allclose(model.edit_variants(x, 0, n=4, y=y), frames, atol=1e-6)
+
+
 def test_explicit_points_and_traversal():
     model = tiny_csvae(data_shape=(16, 16, 3), num_labels=2, output_activation="linear")
     x, _ = random_data(3, (16, 16, 3), 2)

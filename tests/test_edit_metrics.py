@@ -75,6 +75,37 @@ def test_identity_editor_never_manipulates_and_always_preserves(judge, truth, te
     assert metrics["counterfactual_mse"] > 1e-3
 
 
+def _blur(x, passes=3):
+    """A box blur: what a decoder that cannot draw small attributes produces."""
+    for _ in range(passes):
+        x = (x + np.roll(x, 1, axis=1) + np.roll(x, -1, axis=1) + np.roll(x, 1, axis=2) + np.roll(x, -1, axis=2)) / 5
+    return x
+
+
+@pytest.mark.parametrize("editor", [lambda x, y, t: x, lambda x, y, t: _blur(x)], ids=["identity", "blur"])
+def test_editors_that_do_not_draw_score_zero_switching_on(judge, truth, test_faces, editor):
+    x, y, factors = test_faces
+    metrics = edit_metrics(editor, judge, x, y, ATTRIBUTES)
+    for name, per_label in metrics["per_label"].items():
+        assert per_label["manipulation_accuracy_on"] <= 0.1, name
+    assert metrics["manipulation_accuracy_on"] <= 0.1
+    # manipulation_accuracy is the mean of both directions, weighted by how
+    # many test faces go each way.
+    for i, name in enumerate(ATTRIBUTES):
+        on = np.mean(y[:, i] == 0)
+        per_label = metrics["per_label"][name]
+        expected = on * per_label["manipulation_accuracy_on"] + (1 - on) * per_label["manipulation_accuracy_off"]
+        assert per_label["manipulation_accuracy"] == pytest.approx(expected)
+
+
+def test_perfect_editor_switches_on_and_off(judge, truth, test_faces):
+    x, y, factors = test_faces
+    metrics = edit_metrics(lambda x_, y_, t_: truth.true_edit(factors, x_, y_, t_), judge, x, y, ATTRIBUTES)
+    for per_label in metrics["per_label"].values():
+        assert per_label["manipulation_accuracy_on"] >= 0.9
+        assert per_label["manipulation_accuracy_off"] >= 0.9
+
+
 def test_style_coverage_counts_distinct_true_styles(judge, truth, test_faces):
     x, y, factors = test_faces
 

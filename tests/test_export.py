@@ -136,12 +136,11 @@ def test_export_layout_models_config_and_metadata(digits_export):
     signatures = content["savedmodel"]["signatures"]
     assert set(signatures) == CSVAE_SIGNATURES
     assert signatures["serving_default"] == signatures["manipulate"]
-    assert signatures["manipulate"]["inputs"] == {
-        "x": {"dtype": "float32", "shape": [-1, 16, 16, 1]},
-        "y_target": {"dtype": "float32", "shape": [-1, 10]},
-    }
+    labels = {"dtype": "float32", "shape": [-1, 10]}
+    # The per-label edit needs the source labels y beside the targets.
+    assert signatures["manipulate"]["inputs"] == {"x": {"dtype": "float32", "shape": [-1, 16, 16, 1]}, "y": labels, "y_target": labels}
     assert signatures["manipulate_image"] == {
-        "inputs": {"image_bytes": {"dtype": "string", "shape": [-1]}, "y_target": {"dtype": "float32", "shape": [-1, 10]}},
+        "inputs": {"image_bytes": {"dtype": "string", "shape": [-1]}, "y": labels, "y_target": labels},
         "outputs": {"edited_image_bytes": {"dtype": "string", "shape": [-1]}},
     }
     assert content["verification"]["verified"]
@@ -180,7 +179,11 @@ def test_onnx_files_have_metadata_and_dynamic_batch(digits_export):
 def test_savedmodel_in_a_process_with_only_tensorflow(digits_export, tmp_path):
     model = digits_export["model"]
     rng = np.random.default_rng(3)
-    feeds = {"x": rng.random((5, 16, 16, 1), dtype=np.float32), "y_target": rng.integers(0, 2, (5, 10)).astype(np.float32)}
+    feeds = {
+        "x": rng.random((5, 16, 16, 1), dtype=np.float32),
+        "y": rng.integers(0, 2, (5, 10)).astype(np.float32),
+        "y_target": rng.integers(0, 2, (5, 10)).astype(np.float32),
+    }
     np.savez(tmp_path / "in.npz", **feeds)
     code = f"""
 import sys
@@ -188,7 +191,7 @@ import numpy as np
 import tensorflow as tf
 data = np.load({str(tmp_path / "in.npz")!r})
 loaded = tf.saved_model.load({str(digits_export["out"] / "savedmodel" / "csvae" / "1")!r})
-out = {{sig: loaded.signatures[sig](x=tf.constant(data["x"]), y_target=tf.constant(data["y_target"]))["x_edited"].numpy()
+out = {{sig: loaded.signatures[sig](**{{k: tf.constant(v) for k, v in data.items()}})["x_edited"].numpy()
        for sig in ("serving_default", "manipulate")}}
 leaked = sorted(m for m in sys.modules if m.startswith(("keras_csvae", "tensorflow_probability", "export")))
 assert not leaked, leaked
@@ -249,22 +252,23 @@ def test_manipulate_image_round_trip(digits_export):
     rng = np.random.default_rng(5)
     pixels = rng.integers(0, 256, (3, 16, 16, 1), dtype=np.uint8)
     y_target = rng.integers(0, 2, (3, 10)).astype(np.float32)
+    y = rng.integers(0, 2, (3, 10)).astype(np.float32)
     rgb = rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)
     jpeg, png = tf.io.encode_jpeg(rgb).numpy(), verify.encode_png(pixels)  # eager, before the graph session
     path = digits_export["out"] / "savedmodel" / "csvae" / "1"
     with verify.savedmodel_session(path) as (session, meta_graph):
         edited = verify.run_signature(
-            session, meta_graph, "manipulate_image", {IMAGE_INPUT: png, "y_target": y_target}
+            session, meta_graph, "manipulate_image", {IMAGE_INPUT: png, "y": y, "y_target": y_target}
         )[IMAGE_OUTPUT]
         edited_jpeg = verify.run_signature(
-            session, meta_graph, "manipulate_image", {IMAGE_INPUT: np.array([jpeg], object), "y_target": y_target[:1]}
+            session, meta_graph, "manipulate_image", {IMAGE_INPUT: np.array([jpeg], object), "y": y[:1], "y_target": y_target[:1]}
         )[IMAGE_OUTPUT]
     assert edited.dtype == object and all(item.startswith(b"\x89PNG") for item in edited)
-    expected = keras_outputs(model, "manipulate", {"x": pixels / np.float32(255), "y_target": y_target})["x_edited"]
+    expected = keras_outputs(model, "manipulate", {"x": pixels / np.float32(255), "y": y, "y_target": y_target})["x_edited"]
     np.testing.assert_allclose(verify.decode_png(edited) / 255.0, expected, atol=1 / 255 + 1e-5)
 
     gray = tf.image.resize(tf.io.decode_image(jpeg, channels=1)[None] / 255, [16, 16], antialias=True).numpy()
-    expected = keras_outputs(model, "manipulate", {"x": gray.astype(np.float32), "y_target": y_target[:1]})["x_edited"]
+    expected = keras_outputs(model, "manipulate", {"x": gray.astype(np.float32), "y": y[:1], "y_target": y_target[:1]})["x_edited"]
     decoded = verify.decode_png(edited_jpeg)
     assert decoded.shape == (1, 16, 16, 1)
     np.testing.assert_allclose(decoded / 255.0, expected, atol=1 / 255 + 1e-4)

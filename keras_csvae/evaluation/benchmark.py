@@ -19,6 +19,8 @@ from keras_csvae.training.callbacks import write_json_atomic
 
 TABLE_METRICS = (
     ("manipulation_accuracy", "edits", "manipulation acc. ↑"),
+    ("manipulation_accuracy_on", "edits", "off → on ↑"),
+    ("manipulation_accuracy_off", "edits", "on → off ↑"),
     ("preservation_accuracy", "edits", "preservation acc. ↑"),
     ("counterfactual_mse", "edits", "counterfactual MSE ↓"),
     ("identity_mse", "edits", "identity MSE ↓"),
@@ -35,8 +37,21 @@ def _metric(metrics, name, section):
     return source.get(name)
 
 
+def _per_label_means(runs, name, section):
+    """``{label: mean over seeds}`` of a metric that each run reports per label."""
+    values = {}
+    for metrics in runs:
+        source = metrics.get(section, {}) if section else metrics
+        for label, per_label in source.get("per_label", {}).items():
+            if name in per_label:
+                values.setdefault(label, []).append(per_label[name])
+    return {label: float(np.mean(v)) for label, v in values.items()}
+
+
 def summarise(results: dict) -> dict:
-    """``{model: {metric: {"mean", "std", "values"}}}`` from ``{model: [metrics per seed]}``."""
+    """``{model: {metric: {"mean", "std", "values"[, "per_label"]}}}`` from
+    ``{model: [metrics per seed]}``; ``per_label`` holds the mean over seeds
+    of each label's value where runs report the metric per label."""
     summary = {}
     for model, runs in results.items():
         summary[model] = {}
@@ -49,6 +64,9 @@ def summarise(results: dict) -> dict:
                     "std": float(np.std(values)),
                     "values": values,
                 }
+                per_label = _per_label_means(runs, name, section)
+                if per_label:
+                    summary[model][name]["per_label"] = per_label
     return summary
 
 

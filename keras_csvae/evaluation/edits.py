@@ -84,7 +84,11 @@ def edit_metrics(editor, judge, x, y, label_names, truth=None, factors=None, var
     Returns ``{"per_label": {name: {...}}, <metric>: mean over labels}`` with:
 
     - ``manipulation_accuracy``: fraction of edits the judge sees with the
-      target value of the switched label (the paper's Table 1 metric);
+      target value of the switched label (the paper's Table 1 metric), and
+      per direction ``manipulation_accuracy_on`` (off → on: the judge must
+      see the attribute drawn) and ``manipulation_accuracy_off`` (on → off);
+      for one-hot labels "on" is an edit *to* class ``i``, "off" one away
+      from it;
     - ``preservation_accuracy``: fraction of (edit, other label) pairs where
       the judge's verdict on the other label is what it was on the input;
     - with ``truth``: ``counterfactual_mse`` (against the true counterfactual;
@@ -107,9 +111,15 @@ def edit_metrics(editor, judge, x, y, label_names, truth=None, factors=None, var
         judged = judge.labels(edited)
         if one_hot:  # the edit succeeded if the judge sees the target class
             hit = np.argmax(judge.label_probabilities(edited), axis=1) == np.argmax(y_target, axis=1)
-            result = {"manipulation_accuracy": float(np.mean(hit))}
         else:
-            result = {"manipulation_accuracy": float(np.mean(judged[:, i] == y_target[:, i]))}
+            hit = judged[:, i] == y_target[:, i]
+        result = {"manipulation_accuracy": float(np.mean(hit))}
+        # Per direction, because an editor that only blurs passes most
+        # on -> off edits: "on" is the hard half, drawing the attribute.
+        for direction, value in (("on", 1), ("off", 0)):
+            rows = y_target[:, i] == value
+            if rows.any():
+                result[f"manipulation_accuracy_{direction}"] = float(np.mean(hit[rows]))
         if k > 1 and not one_hot:  # with one-hot labels every edit changes another label
             others = [j for j in range(k) if j != i]
             result["preservation_accuracy"] = float(np.mean(judged[:, others] == judged_input[:, others]))

@@ -12,6 +12,8 @@ from keras_csvae import losses
 from keras_csvae.models import networks
 from keras_csvae.models.base import InputError, TwoOptimizerModel, gaussian_sample
 
+EDIT_RULES = ("switched", "prior")
+
 METRIC_NAMES = (
     "loss",
     "reconstruction_log_likelihood",
@@ -134,6 +136,18 @@ class CSVAE(TwoOptimizerModel):
         """``E[x | E[w|x,y], E[z|x]]`` ``[batch, *data_shape]``."""
         return self.decode_tensors(*self._posterior_means(x, y))
 
+    def switched_edit_tensors(self, x, y, y_target):
+        """The per-label edit ``[batch, *data_shape]`` (``edited_codes``' "switched"
+        rule in TensorFlow): labels with ``y_target_j ≠ y_j`` get ``W_j`` at the
+        mean of ``p(w_j | y_target_j)``, the others keep ``E[w_j | x, y]``;
+        ``z = E[z | x]``."""
+        y = tf.cast(y, tf.float32)
+        y_target = tf.cast(y_target, tf.float32)
+        z_mean, w_posterior = self._posterior_means(x, y)
+        w_target, _ = self.prior.parameters(y_target, self.w_dim)
+        keep = tf.repeat(tf.equal(y, y_target), self.w_dim, axis=-1)
+        return self.decode_tensors(z_mean, tf.where(keep, w_posterior, w_target))
+
     def call(self, inputs, training=False):
         """Deterministic pass on posterior means.
 
@@ -187,8 +201,11 @@ class CSVAE(TwoOptimizerModel):
         """``encode``, ``decode``, ``reconstruct``, ``manipulate``, ``edit_at`` and
         ``sample`` (see ``LatentModel.serving_functions``).
 
-        - ``manipulate(x, y_target) -> x_edited``: the paper's edit, ``w`` at the
-          target prior's mean.
+        - ``manipulate(x, y, y_target) -> x_edited``: the per-label edit
+          (``switched_edit_tensors``): labels whose target differs from the
+          source label ``y`` move to the target prior's mean, the others keep
+          their posterior ``w``. The paper's rule (every ``W_j`` at the target
+          prior's mean) is ``edit_at`` with ``w`` = that mean.
         - ``edit_at(x, w) -> x_edited``: ``z`` from ``x``, ``w`` chosen by the
           caller (a style, a traversal point; label ``i`` owns columns
           ``i*w_dim:(i+1)*w_dim``).
@@ -208,9 +225,8 @@ class CSVAE(TwoOptimizerModel):
             z_mean, w_mean = self._posterior_means(x, y)
             return {"x_reconstruction": self.decode_tensors(z_mean, w_mean)}
 
-        def manipulate(x, y_target):
-            w_mean, _ = self.prior.parameters(y_target, self.w_dim)
-            return {"x_edited": self.edit_tensors(x, w_mean)}
+        def manipulate(x, y, y_target):
+            return {"x_edited": self.switched_edit_tensors(x, y, y_target)}
 
         def edit_at(x, w):
             return {"x_edited": self.edit_tensors(x, w)}
@@ -223,7 +239,7 @@ class CSVAE(TwoOptimizerModel):
             "encode": (encode, [self.x_spec(), self.y_spec()]),
             "decode": (decode, [z_spec("z"), w_spec("w")]),
             "reconstruct": (reconstruct, [self.x_spec(), self.y_spec()]),
-            "manipulate": (manipulate, [self.x_spec(), self.y_spec("y_target")]),
+            "manipulate": (manipulate, [self.x_spec(), self.y_spec(), self.y_spec("y_target")]),
             "edit_at": (edit_at, [self.x_spec(), w_spec("w")]),
             "sample": (sample, [z_spec("eps_z"), w_spec("eps_w"), self.y_spec()]),
         }
@@ -290,15 +306,48 @@ class CSVAE(TwoOptimizerModel):
             w[:, i * self.w_dim : (i + 1) * self.w_dim] = point
         return w
 
-    def manipulate(self, x, y_target, w_points=None, sample=False, seed=0, batch_size=256):
-        """Edits ``x`` to have labels ``y_target`` (paper's editing rule).
+    def edited_codes(self, x, y_target, y=None, w_points=None, sample=False, seed=0, rule=None, batch_size=256):
+        """The latent codes an edit decodes: ``{"z": [n, z_dim], "w": [n, k*w_dim]}``.
 
-        ``z`` = mean of ``q(z|x)``; ``w`` = ``target_w(y_target, ...)``; returns
-        ``E[x | w, z]`` ``[n, *data_shape]``. Deterministic unless ``sample``.
+        ``z`` is the mean of ``q(z|x)``. Two rules choose ``w``:
+
+        - ``"switched"`` (the default when the source labels ``y`` ``[n, k]``
+          are given): only the labels that change (``y_target_j ≠ y_j``) and
+          those named in ``w_points`` get ``target_w``'s subspaces; every other
+          ``W_j`` keeps its posterior mean ``E[w_j | x, y]``, so the styles of
+          the attributes not being edited survive the edit.
+        - ``"prior"`` (the paper's rule; the default without ``y``): every
+          ``W_j`` is ``target_w(y_target, ...)``'s.
+
+        ``w_points``, ``sample`` and ``seed``: see ``target_w``.
         """
-        x, y_target, _ = self.check_edit_arrays(x, y_target)
+        rule = rule or ("prior" if y is None else "switched")
+        if rule not in EDIT_RULES:
+            raise InputError(f"Unknown edit rule {rule!r}; use one of {EDIT_RULES}.")
+        if rule == "switched" and y is None:
+            raise InputError("The 'switched' edit rule needs the source labels y (or use rule='prior').")
+        x, y_target, y = self.check_edit_arrays(x, y_target, y)
         w = self.target_w(y_target, w_points=w_points, sample=sample, seed=seed)
-        return self.run_batched(self.edit_tensors, (x, w), batch_size)
+        if rule == "prior":
+            return {"z": self.run_batched(self.z_mean_tensors, (x,), batch_size), "w": w}
+        posterior = self.run_batched(self.encode_tensors, (x, y), batch_size)
+        keep = y == y_target
+        for label in w_points or {}:
+            keep[:, self.label_index(label)] = False
+        w = np.where(np.repeat(keep, self.w_dim, axis=-1), posterior["w_mean"], w)
+        return {"z": posterior["z_mean"], "w": w}
+
+    def manipulate(self, x, y_target, y=None, w_points=None, sample=False, seed=0, rule=None, batch_size=256):
+        """Edits ``x`` ``[n, *data_shape]`` to have labels ``y_target`` ``[n, k]``
+        (or one row for all): ``E[x | w, z]`` ``[n, *data_shape]`` at the codes
+        of ``edited_codes`` (same arguments; by default only the switched
+        labels' subspaces move when the source labels ``y`` are given, and
+        every subspace goes to the target prior's mean, the paper's rule,
+        without them). Deterministic unless ``sample``.
+        """
+        codes = self.edited_codes(x, y_target, y, w_points=w_points, sample=sample, seed=seed, rule=rule,
+                                  batch_size=batch_size)
+        return self.run_batched(self.decode_tensors, (codes["z"], codes["w"]), batch_size)
 
     def subspace_grid(self, label, n=5, extent=2.0):
         """A regular ``n×n`` grid of points in ``W_label`` around the prior of
@@ -316,29 +365,41 @@ class CSVAE(TwoOptimizerModel):
     def edit_variants(self, x, label, n=9, y=None, extent=2.0):
         """``n`` edits of ``x`` with ``label`` switched on, one per point of a
         ``√n × √n`` grid over ``W_label`` (see ``subspace_grid``): the styles the
-        model learned. Other labels keep ``y`` (default: off).
+        model learned. With source labels ``y`` the other labels keep their
+        values and their posterior ``w`` (the "switched" rule); without, they
+        are off, at the prior's mean.
 
         Returns ``[n', batch, *data_shape]`` with ``n' = round(√n)²``.
         """
         i = self.label_index(label)
-        # One row when y is not given: check_edit_arrays repeats it for every x.
-        y_target = np.zeros((1, self.num_labels), np.float32) if y is None else self.check_arrays(y=y).copy()
-        y_target[:, i] = 1
         side = max(int(round(np.sqrt(n))), 1)
-        return self.traverse(x, i, self.subspace_grid(i, n=side, extent=extent), y_target=y_target)
+        return self.traverse(x, i, self.subspace_grid(i, n=side, extent=extent), y=y)
 
-    def traverse(self, x, label, points, y_target=None):
+    def traverse(self, x, label, points, y_target=None, y=None):
         """Decodes each ``x`` with ``W_label`` set to each of ``points`` ``[p, w_dim]``.
 
-        Other labels keep ``y_target`` (default: ``label`` on, others off).
+        With source labels ``y`` ``[n, k]``, the other subspaces keep their
+        posterior means ``E[w_j | x, y]``; without, they sit at the prior mean
+        of ``y_target`` (default: ``label`` on, others off).
         Returns ``[p, n, *data_shape]``.
         """
         i = self.label_index(label)
         if y_target is None:
-            y_target = np.eye(self.num_labels, dtype=np.float32)[i : i + 1]  # one row, repeated for every x
-        x, y_target, _ = self.check_edit_arrays(x, y_target)
+            y_target = np.eye(self.num_labels, dtype=np.float32)[i : i + 1] if y is None else None
+        if y_target is None:
+            y_target = self.check_arrays(y=y).copy()
+            y_target[:, i] = 1
+        x, y_target, y = self.check_edit_arrays(x, y_target, y)
         points = np.asarray(points, np.float32)
         z_mean = self.run_batched(self.z_mean_tensors, (x,))  # encoded once, decoded at every point
-        return np.stack(
-            [self.run_batched(self.decode_tensors, (z_mean, self.target_w(y_target, w_points={i: p}))) for p in points]
-        )
+        if y is not None:
+            w_base = self.run_batched(self.encode_tensors, (x, y))["w_mean"]
+        else:
+            w_base = self.target_w(y_target)
+        columns = slice(i * self.w_dim, (i + 1) * self.w_dim)
+        frames = []
+        for p in points:
+            w = w_base.copy()
+            w[:, columns] = p
+            frames.append(self.run_batched(self.decode_tensors, (z_mean, w)))
+        return np.stack(frames)

@@ -401,9 +401,23 @@ class VAE(BaselineMixin, OneOptimizerModel):
         z = self.encoder(x)[0]
         return self.decode_tensors(self.edit_codes_tensors(z, self.target_coordinates(y_target)))
 
+    def _edited_switched(self, x, y, y_target):
+        """The paper's rule ``μθ(μφ(x) − m_i^{y_i} + m_i^{y'_i})`` for the
+        switched labels only: ``z' = z + Σ_i (y'_i − y_i)·d_i``."""
+        z = self.encoder(x)[0]
+        sums = tf.convert_to_tensor(self.class_sums)
+        counts = tf.convert_to_tensor(self.class_counts)
+        means = sums / tf.maximum(counts, 1e-30)[..., None]
+        step = tf.cast(y_target, tf.float32) - tf.cast(y, tf.float32)  # [batch, k], 0 where not switched
+        return self.decode_tensors(z + tf.matmul(step, means[1] - means[0]))
+
     def serving_manipulate(self):
-        """``manipulate(x, y_target) -> x_edited``: the attribute-vector edit."""
-        return (lambda x, y_target: {"x_edited": self._edited(x, y_target)}), [self.x_spec(), self.y_spec("y_target")]
+        """``manipulate(x, y, y_target) -> x_edited``: the paper's attribute-vector
+        edit of the switched labels (``_edited_switched``)."""
+        return (
+            (lambda x, y, y_target: {"x_edited": self._edited_switched(x, y, y_target)}),
+            [self.x_spec(), self.y_spec(), self.y_spec("y_target")],
+        )
 
     # -- editing (numpy) ---------------------------------------------------------------------------
     def edit_codes(self, z, y_target):
@@ -417,16 +431,29 @@ class VAE(BaselineMixin, OneOptimizerModel):
         self._check_fitted(range(self.num_labels))
         return self.edit_codes_tensors(tf.constant(z), self.target_coordinates(tf.constant(y_target))).numpy()
 
-    def manipulate(self, x, y_target, y=None, batch_size=256):
-        """Edits ``x`` to have labels ``y_target`` (``[n, k]`` or one row for all).
+    def manipulate(self, x, y_target, y=None, rule=None, batch_size=256):
+        """Edits ``x`` to have labels ``y_target`` (``[n, k]`` or one row for all);
+        returns ``E[x | z']`` ``[n, *data_shape]`` with ``z`` = mean of ``q(z|x)``.
 
-        ``z`` = mean of ``q(z|x)``, edited by the attribute-vector rule (class
-        docstring); returns ``E[x | z']`` ``[n, *data_shape]``. ``y`` (source
-        labels) is not needed; it is checked if given.
+        Rules:
+
+        - ``"switched"`` (the default when the source labels ``y`` are given):
+          the paper's ``z' = z − m_i^{y_i} + m_i^{y'_i}`` for every label with
+          ``y'_i ≠ y_i``; the others are not touched.
+        - ``"projection"`` (the default without ``y``): the coordinate of ``z``
+          along every ``d̂_i`` is set to that of the target class mean (class
+          docstring); needs no source labels.
         """
-        x, y_target, _ = self.check_edit_arrays(x, y_target, y)
+        rule = rule or ("projection" if y is None else "switched")
+        if rule not in ("switched", "projection"):
+            raise InputError(f"Unknown edit rule {rule!r}; use 'switched' or 'projection'.")
+        if rule == "switched" and y is None:
+            raise InputError("The 'switched' edit rule needs the source labels y (or use rule='projection').")
+        x, y_target, y = self.check_edit_arrays(x, y_target, y)
         self._check_fitted(range(self.num_labels))
-        return self.run_batched(self._edited, (x, y_target), batch_size)
+        if rule == "projection":
+            return self.run_batched(self._edited, (x, y_target), batch_size)
+        return self.run_batched(self._edited_switched, (x, y, y_target), batch_size)
 
     def edit_variants(self, x, label, n=5, y=None, spread=0.5, batch_size=256):
         """``n`` edits switching ``label`` on with different strengths.
