@@ -300,3 +300,44 @@ def test_metrics_label_errors_by_api(export_dir):
     assert counted == {("v1", "200"): 1, ("v1", "404"): 1, ("v1", "400"): 1, ("v2", "200"): 1, ("v2", "404"): 2, ("v2", "400"): 1, ("other", "404"): 1}
     assert families["csvae_serving_in_flight"].samples[0].value == 1  # the scrape itself
     assert {"csvae_serving_batches", "csvae_serving_batched_rows", "csvae_serving_queue_waiting"} <= set(families)
+
+
+# -- camera photos through the picture signature ------------------------------------------------------------------
+def test_camera_photos_on_both_backends(servers, export_dir):
+    """A 20 MP JPEG (over the former 16.7 MP limit) and an EXIF-rotated one, as raw
+    bytes: both backends edit the upright, reduced picture that ``edge.decode_image``
+    makes (the SavedModel gets it as a PNG), as onnxruntime does on it directly."""
+    from PIL import Image
+    import io
+
+    from keras_csvae import edge
+
+    exif = Image.Exif()
+    exif[edge.EXIF_ORIENTATION] = 6
+    photos = []
+    for size, extra in (((5472, 3648), {}), ((96, 48), {"exif": exif.tobytes()})):
+        pixels = np.zeros((size[1], size[0], 3), np.uint8)
+        pixels[:, : size[0] // 2] = (220, 40, 40)
+        pixels[:, size[0] // 2 :] = (40, 40, 220)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="JPEG", quality=90, **extra)
+        photos.append(buffer.getvalue())
+    y = np.array([[1, 0, 0], [0, 1, 1]], np.float32)
+    decoded = np.stack([edge.decode_image(p, (SIZE, SIZE, 3)) for p in photos])
+    (edited,) = edge.onnx_session(export_dir / "onnx" / "manipulate.onnx").run(None, {"x": decoded, "y_target": y})
+    expected = decode_pngs([edge.encode_png(e) for e in edited])
+    for backend in BACKENDS:
+        client = triton.InferenceServerClient(servers[backend].url.removeprefix("http://"))
+        inputs = [triton.InferInput("image_bytes", [2], "BYTES"), triton.InferInput("y_target", [2, 3], "FP32")]
+        inputs[0].set_data_from_numpy(np.array(photos, object))
+        inputs[1].set_data_from_numpy(y)
+        answer = client.infer("csvae.manipulate_image", inputs, model_version="1").as_numpy("edited_image_bytes")
+        assert np.abs(decode_pngs(list(answer)) - expected).max() <= 1, backend
+        client.close()
+    # The edits of an untrained model barely depend on their input, so check what
+    # the SavedModel's graph is given: the upright picture (red on top), at the
+    # model's size; a picture already as stored goes unchanged.
+    given = backends.graph_pictures(np.array(photos + [png_of(decoded[0])], object), (SIZE, SIZE, 3))
+    upright = decode_pngs([given[1]])[0]
+    assert upright.shape == (SIZE, SIZE, 3) and upright[:4, :, 0].mean() > 200 and upright[-4:, :, 2].mean() > 200
+    assert decode_pngs([given[0]]).shape == (1, SIZE, SIZE, 3) and given[2] == png_of(decoded[0])
