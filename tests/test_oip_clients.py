@@ -44,17 +44,25 @@ def servers(export_dir):
         yield {"onnx": onnx, "savedmodel": savedmodel}
 
 
-def example_inputs(metadata: dict, seed: int) -> dict[str, np.ndarray]:
+def metadata_of(url: str, name: str) -> dict:
+    status, metadata = call(url, "GET", f"/v2/models/{name}")
+    assert status == 200, metadata
+    return metadata
+
+
+def example_inputs(metadata: dict, seed: int, batch: int = BATCH, pictures=None) -> dict[str, np.ndarray]:
     """Values for every input a v2 model declares: float32 in [0, 1) at its
-    shape (batch ``BATCH``), raw PNG bytes for BYTES inputs."""
+    shape, raw PNG bytes (or ``pictures``) for BYTES inputs."""
     rng = np.random.default_rng(seed)
     values = {}
     for spec in metadata["inputs"]:
-        shape = [BATCH if d == -1 else d for d in spec["shape"]]
+        shape = [batch if d == -1 else d for d in spec["shape"]]
         if spec["datatype"] == "BYTES":
-            pictures, _ = images(int(np.prod(shape)), seed=seed)
+            if pictures is None:
+                faces, _ = images(int(np.prod(shape)), seed=seed)
+                pictures = [png_of(p) for p in faces]
             array = np.empty(len(pictures), dtype=object)
-            array[:] = [png_of(p) for p in pictures]
+            array[:] = pictures
             values[spec["name"]] = array.reshape(shape)
         else:
             assert spec["datatype"] == "FP32", spec
@@ -62,12 +70,22 @@ def example_inputs(metadata: dict, seed: int) -> dict[str, np.ndarray]:
     return values
 
 
-def v1_answer(url: str, signature: str, values: dict) -> dict[str, np.ndarray]:
+def triton_inputs(metadata: dict, values: dict, binary: bool = True) -> list:
+    inputs = []
+    for spec in metadata["inputs"]:
+        tensor = triton.InferInput(spec["name"], list(values[spec["name"]].shape), spec["datatype"])
+        tensor.set_data_from_numpy(values[spec["name"]], binary_data=binary)
+        inputs.append(tensor)
+    return inputs
+
+
+def v1_answer(url: str, signature: str, values: dict, version: int | None = None) -> dict[str, np.ndarray]:
     """The same request through TF Serving REST v1 (columnar), as arrays (PNG outputs as bytes)."""
     inputs = {name: [b64(v) for v in value] if value.dtype == object else value for name, value in values.items()}
-    outputs = TFServingClient(url).predict(inputs=inputs, signature_name=signature)
+    client = TFServingClient(url, version=version)
+    outputs = client.predict(inputs=inputs, signature_name=signature)
     if not isinstance(outputs, dict):  # one output: the tensor itself
-        (output,) = [spec for spec in TFServingClient(url).signatures()[signature]["outputs"]]
+        (output,) = [spec for spec in client.signatures()[signature]["outputs"]]
         outputs = {output: outputs}
     return {name: np.array([base64.b64decode(v["b64"]) for v in value], object) if value and isinstance(value[0], dict) else np.array(value, np.float32)
             for name, value in outputs.items()}
@@ -102,14 +120,13 @@ def test_tritonclient_discovers_and_runs_every_signature(servers, backend, binar
         assert metadata["name"] == name and set(metadata["versions"]) == versions
         assert client.is_model_ready(name)
         values = example_inputs(metadata, seed)
-        inputs = []
-        for spec in metadata["inputs"]:
-            value = values[spec["name"]]
-            if spec["datatype"] == "BYTES" and not binary:
-                value = np.array([base64.b64encode(v) for v in value.ravel()], object).reshape(value.shape)
-            tensor = triton.InferInput(spec["name"], list(value.shape), spec["datatype"])
-            tensor.set_data_from_numpy(value, binary_data=binary)
-            inputs.append(tensor)
+        sent = dict(values)
+        if not binary:  # JSON: pictures as base64 text
+            for spec in metadata["inputs"]:
+                if spec["datatype"] == "BYTES":
+                    value = values[spec["name"]]
+                    sent[spec["name"]] = np.array([base64.b64encode(v) for v in value.ravel()], object).reshape(value.shape)
+        inputs = triton_inputs(metadata, sent, binary)
         # Default: no outputs named (tritonclient then asks for all of them in binary).
         outputs = None if binary else [triton.InferRequestedOutput(o["name"], binary_data=False) for o in metadata["outputs"]]
         result = client.infer(name, inputs, outputs=outputs, request_id=f"r{seed}")
@@ -129,17 +146,15 @@ def test_tritonclient_discovers_and_runs_every_signature(servers, backend, binar
 def test_tritonclient_versions_and_unknown_models(servers):
     server = servers["savedmodel"]
     client = triton.InferenceServerClient(server.url.removeprefix("http://"))
-    x, y = images(1, seed=40)
-    inputs = []
-    for name, value in (("x", x), ("y_target", y)):
-        inputs.append(triton.InferInput(name, list(value.shape), "FP32"))
-        inputs[-1].set_data_from_numpy(value)
-    answers = {v: client.infer("csvae.manipulate", inputs, model_version=v).as_numpy("x_edited") for v in ("1", "2")}
+    metadata = metadata_of(server.url, "csvae.manipulate")
+    (output,) = [o["name"] for o in metadata["outputs"]]
+    values = example_inputs(metadata, seed=40, batch=1)
+    inputs = triton_inputs(metadata, values)
+    answers = {v: client.infer("csvae.manipulate", inputs, model_version=v).as_numpy(output) for v in ("1", "2")}
     for version, answer in answers.items():
-        v1 = TFServingClient(server.url, version=int(version)).predict(inputs={"x": x, "y_target": y}, signature_name="manipulate")
-        np.testing.assert_allclose(answer, np.array(v1, np.float32), atol=1e-6)
+        np.testing.assert_allclose(answer, v1_answer(server.url, "manipulate", values, version=int(version))[output], atol=1e-6)
     assert np.abs(answers["1"] - answers["2"]).max() > 1e-5  # two different models behind one name
-    np.testing.assert_array_equal(client.infer("csvae", inputs).as_numpy("x_edited"), answers["2"])  # the newest by default
+    np.testing.assert_array_equal(client.infer("csvae", inputs).as_numpy(output), answers["2"])  # the newest by default
     for name in ("nope", "csvae.nope", "csvae.manipulate.x"):
         with pytest.raises(InferenceServerException) as error:
             client.get_model_metadata(name)
@@ -159,7 +174,7 @@ async def _kserve(url: str):
     try:
         for name in ("csvae", "csvae.manipulate_image"):
             assert await client.is_model_ready(url, name)
-            metadata = call(url, "GET", f"/v2/models/{name}")[1]
+            metadata = metadata_of(url, name)
             values = example_inputs(metadata, seed=41)
             inputs = []
             for spec in metadata["inputs"]:
@@ -197,48 +212,66 @@ def _framed(header: dict, *blobs: bytes, header_length=None) -> tuple[bytes, dic
     return text + b"".join(blobs), {"Inference-Header-Content-Length": str(length), "Content-Type": "application/octet-stream"}
 
 
-def _malformed_requests():
-    x, y = images(1, seed=42)
-    xb, yb = x.astype("<f4").tobytes(), y.astype("<f4").tobytes()
+def _binary_items(metadata: dict, values: dict) -> tuple[list[dict], list[bytes]]:
+    """Every input of ``values`` as a binary tensor: the JSON items and their raw bytes."""
+    items, blobs = [], []
+    for spec in metadata["inputs"]:
+        value = values[spec["name"]]
+        if spec["datatype"] == "BYTES":
+            raw = b"".join(len(v).to_bytes(4, "little") + v for v in value.ravel())
+        else:
+            raw = value.astype("<f4").tobytes()
+        items.append({"name": spec["name"], "shape": list(value.shape), "datatype": spec["datatype"], "parameters": {"binary_data_size": len(raw)}})
+        blobs.append(raw)
+    return items, blobs
 
-    def fp32(name, array, size=None, **extra):
-        raw = array.astype("<f4").tobytes()
-        return {"name": name, "shape": list(array.shape), "datatype": "FP32", "parameters": {"binary_data_size": len(raw) if size is None else size}, **extra}
 
-    good = [fp32("x", x), fp32("y_target", y)]
-    png = png_of(x[0])
-    image_item = {"name": "image_bytes", "shape": [1], "datatype": "BYTES"}
-    nan = y.copy()
-    nan[0, 0] = np.nan
+def _malformed_requests(default: dict, picture: dict):
+    """``(description, path, body, headers)`` of badly framed binary requests, built
+    from the metadata of the default model and of the picture model."""
+    path, picture_path = f"/v2/models/{default['name']}/infer", f"/v2/models/{picture['name']}/infer"
+    items, blobs = _binary_items(default, example_inputs(default, seed=42, batch=1))
+    first, rest = items[0], items[1:]
+    size = first["parameters"]["binary_data_size"]
+    nan = np.full(int(np.prod(first["shape"])), np.nan, "<f4").tobytes()
+    png = png_of(images(1, seed=42)[0][0])
+    picture_inputs = [s for s in picture["inputs"]]
+    (bytes_index,) = [i for i, s in enumerate(picture_inputs) if s["datatype"] == "BYTES"]
+
+    def with_picture(element: bytes, shape=(1,)):
+        """The picture model's request with ``element`` as the BYTES input's data."""
+        p_items, p_blobs = _binary_items(picture, example_inputs(picture, seed=43, batch=shape[0], pictures=[png] * shape[0]))
+        p_items[bytes_index] = {**p_items[bytes_index], "shape": list(shape), "parameters": {"binary_data_size": len(element)}}
+        p_blobs[bytes_index] = element
+        return _framed({"inputs": p_items}, *p_blobs)
+
     return [
-        ("header length beyond the body", *_framed({"inputs": good}, xb, yb, header_length=10 ** 6)),
-        ("header length not a number", *_framed({"inputs": good}, xb, yb, header_length="12abc")),
-        ("header length cuts the JSON", *_framed({"inputs": good}, xb, yb, header_length=20)),
-        ("byte count does not match the shape", *_framed({"inputs": [fp32("x", x, size=len(xb) - 4), fp32("y_target", y)]}, xb[:-4], yb)),
-        ("sizes add up to less than the body", *_framed({"inputs": good}, xb, yb, b"\0" * 8)),
-        ("sizes add up to more than the body", *_framed({"inputs": good}, xb, yb[:-4])),
-        ("unknown datatype", *_framed({"inputs": [{**good[0], "datatype": "FP8"}, good[1]]}, xb, yb)),
-        ("datatype other than the model's", *_framed({"inputs": [{**good[0], "datatype": "INT32"}, good[1]]}, xb, yb)),
-        ("negative binary_data_size", *_framed({"inputs": [fp32("x", x, size=-4), good[1]]}, xb, yb)),
-        ("both data and binary_data_size", *_framed({"inputs": [{**good[0], "data": [0.5]}, good[1]]}, xb, yb)),
-        ("NaN in binary data", *_framed({"inputs": [good[0], fp32("y_target", nan)]}, xb, nan.astype("<f4").tobytes())),
-        ("binary data without the header", json.dumps({"inputs": good}).encode() + xb + yb, {}),
-        ("shared memory", *_framed({"inputs": [{**good[0], "parameters": {"shared_memory_region": "r", "shared_memory_byte_size": 4}}, good[1]]}, yb)),
-        ("classification output", *_framed({"inputs": good, "outputs": [{"name": "x_edited", "parameters": {"classification": 3}}]}, xb, yb)),
-        ("BYTES length prefix beyond the data", "/v2/models/csvae.manipulate_image/infer",
-         *_framed({"inputs": [{**image_item, "parameters": {"binary_data_size": 4 + 10}}, fp32("y_target", y)]}, (len(png)).to_bytes(4, "little") + png[:10], yb)),
-        ("BYTES elements fewer than the shape", "/v2/models/csvae.manipulate_image/infer",
-         *_framed({"inputs": [{**image_item, "shape": [2], "parameters": {"binary_data_size": 4 + len(png)}}, fp32("y_target", np.repeat(y, 2, 0))]},
-                  len(png).to_bytes(4, "little") + png, np.repeat(y, 2, 0).astype("<f4").tobytes())),
-        ("BYTES not a picture", "/v2/models/csvae.manipulate_image/infer",
-         *_framed({"inputs": [{**image_item, "parameters": {"binary_data_size": 9}}, fp32("y_target", y)]}, (5).to_bytes(4, "little") + b"hello", yb)),
+        ("header length beyond the body", path, *_framed({"inputs": items}, *blobs, header_length=10 ** 6)),
+        ("header length not a number", path, *_framed({"inputs": items}, *blobs, header_length="12abc")),
+        ("header length cuts the JSON", path, *_framed({"inputs": items}, *blobs, header_length=20)),
+        ("byte count does not match the shape", path, *_framed({"inputs": [{**first, "parameters": {"binary_data_size": size - 4}}, *rest]}, blobs[0][:-4], *blobs[1:])),
+        ("sizes add up to less than the body", path, *_framed({"inputs": items}, *blobs, b"\0" * 8)),
+        ("sizes add up to more than the body", path, *_framed({"inputs": items}, *blobs[:-1], blobs[-1][:-4])),
+        ("unknown datatype", path, *_framed({"inputs": [{**first, "datatype": "FP8"}, *rest]}, *blobs)),
+        ("datatype other than the model's", path, *_framed({"inputs": [{**first, "datatype": "INT32"}, *rest]}, *blobs)),
+        ("negative binary_data_size", path, *_framed({"inputs": [{**first, "parameters": {"binary_data_size": -4}}, *rest]}, *blobs)),
+        ("both data and binary_data_size", path, *_framed({"inputs": [{**first, "data": [0.5]}, *rest]}, *blobs)),
+        ("NaN in binary data", path, *_framed({"inputs": items}, nan, *blobs[1:])),
+        ("binary data without the header", path, json.dumps({"inputs": items}).encode() + b"".join(blobs), {}),
+        ("shared memory", path, *_framed({"inputs": [{**first, "parameters": {"shared_memory_region": "r", "shared_memory_byte_size": 4}}, *rest]}, *blobs[1:])),
+        ("classification output", path, *_framed({"inputs": items, "outputs": [{"name": default["outputs"][0]["name"], "parameters": {"classification": 3}}]}, *blobs)),
+        ("BYTES length prefix beyond the data", picture_path, *with_picture(len(png).to_bytes(4, "little") + png[:10])),
+        ("BYTES elements fewer than the shape", picture_path, *with_picture(len(png).to_bytes(4, "little") + png, shape=(2,))),
+        ("BYTES not a picture", picture_path, *with_picture((5).to_bytes(4, "little") + b"hello")),
     ]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_malformed_binary_requests_get_400_and_the_server_survives(servers, backend):
     server = servers[backend]
-    cases = [(c[0], "/v2/models/csvae/infer", *c[1:]) if len(c) == 3 else c for c in _malformed_requests()]
+    default = metadata_of(server.url, "csvae")
+    cases = _malformed_requests(default, metadata_of(server.url, "csvae.manipulate_image"))
+    assert len(cases) >= 15
     for description, path, body, headers in cases:
         status, answer = call(server, "POST", path, body, headers)
         assert status == 400, (description, status, answer)
@@ -246,24 +279,25 @@ def test_malformed_binary_requests_get_400_and_the_server_survives(servers, back
     assert not any(code >= 500 for (_, code) in server.server.counts), server.server.counts
     # still right afterwards, on the same connection pool
     client = triton.InferenceServerClient(server.url.removeprefix("http://"))
-    x, y = images(2, seed=43)
-    inputs = [triton.InferInput("x", list(x.shape), "FP32"), triton.InferInput("y_target", list(y.shape), "FP32")]
-    inputs[0].set_data_from_numpy(x)
-    inputs[1].set_data_from_numpy(y)
-    got = client.infer("csvae", inputs).as_numpy("x_edited")
-    np.testing.assert_allclose(got, v1_answer(server.url, "serving_default", {"x": x, "y_target": y})["x_edited"], atol=1e-5)
+    values = example_inputs(default, seed=44)
+    result = client.infer("csvae", triton_inputs(default, values))
+    expected = v1_answer(server.url, "serving_default", values)
+    for name, value in expected.items():
+        np.testing.assert_allclose(result.as_numpy(name), value, atol=1e-5)
     client.close()
 
 
 def test_binary_and_json_outputs_mixed(servers):
     """Per-output ``binary_data`` wins over ``binary_data_output``; the binary part
     holds exactly the binary outputs, in the order asked."""
-    x, y = images(1, seed=44)
+    metadata = metadata_of(servers["onnx"].url, "csvae.encode")
+    values = example_inputs(metadata, seed=45, batch=1)
+    names = sorted(o["name"] for o in metadata["outputs"])[:3]
+    assert len(names) == 3
     header = {
         "parameters": {"binary_data_output": True},
-        "inputs": [{"name": "x", "shape": [1, SIZE, SIZE, 3], "datatype": "FP32", "data": x.ravel().tolist()},
-                   {"name": "y", "shape": [1, 3], "datatype": "FP32", "data": y.ravel().tolist()}],
-        "outputs": [{"name": "w_mean"}, {"name": "z_mean", "parameters": {"binary_data": False}}, {"name": "z_log_var"}],
+        "inputs": [{"name": n, "shape": list(v.shape), "datatype": "FP32", "data": v.ravel().tolist()} for n, v in values.items()],
+        "outputs": [{"name": names[0]}, {"name": names[1], "parameters": {"binary_data": False}}, {"name": names[2]}],
     }
     connection = http.client.HTTPConnection("127.0.0.1", servers["onnx"].server.port, timeout=30)
     connection.request("POST", "/v2/models/csvae.encode/infer", body=json.dumps(header))
@@ -275,11 +309,11 @@ def test_binary_and_json_outputs_mixed(servers):
     assert json.loads(body[:header_length])["model_name"] == "csvae.encode"
     result = triton.InferResult.from_response_body(body, header_length=header_length)
     outputs = result.get_response()["outputs"]
-    assert [o["name"] for o in outputs] == ["w_mean", "z_mean", "z_log_var"]
+    assert [o["name"] for o in outputs] == names
     assert ["data" in o for o in outputs] == [False, True, False]
-    expected = TFServingClient(servers["onnx"].url).predict(inputs={"x": x, "y": y}, signature_name="encode")
-    for name in ("w_mean", "z_mean", "z_log_var"):
-        np.testing.assert_allclose(result.as_numpy(name), np.array(expected[name], np.float32), atol=1e-6)
+    expected = v1_answer(servers["onnx"].url, "encode", values)
+    for name in names:
+        np.testing.assert_allclose(result.as_numpy(name), expected[name], atol=1e-6)
 
 
 # -- metrics ------------------------------------------------------------------------------------------------------
@@ -322,21 +356,25 @@ def test_camera_photos_on_both_backends(servers, export_dir):
         buffer = io.BytesIO()
         Image.fromarray(pixels).save(buffer, format="JPEG", quality=90, **extra)
         photos.append(buffer.getvalue())
-    y = np.array([[1, 0, 0], [0, 1, 1]], np.float32)
+    metadata = metadata_of(servers["onnx"].url, "csvae.manipulate_image")
+    values = example_inputs(metadata, seed=46, pictures=photos)
+    (picture,) = [s["name"] for s in metadata["inputs"] if s["datatype"] == "BYTES"]
+    (output,) = [o["name"] for o in metadata["outputs"]]
     decoded = np.stack([edge.decode_image(p, (SIZE, SIZE, 3)) for p in photos])
-    (edited,) = edge.onnx_session(export_dir / "onnx" / "manipulate.onnx").run(None, {"x": decoded, "y_target": y})
+    session = edge.onnx_session(export_dir / "onnx" / "manipulate.onnx")
+    # manipulate.onnx's inputs: the picture's pixels, and the picture signature's other inputs
+    feeds = {i.name: decoded if list(i.shape[1:]) == [SIZE, SIZE, 3] else values[i.name] for i in session.get_inputs()}
+    (edited,) = session.run(None, feeds)
     expected = decode_pngs([edge.encode_png(e) for e in edited])
     for backend in BACKENDS:
         client = triton.InferenceServerClient(servers[backend].url.removeprefix("http://"))
-        inputs = [triton.InferInput("image_bytes", [2], "BYTES"), triton.InferInput("y_target", [2, 3], "FP32")]
-        inputs[0].set_data_from_numpy(np.array(photos, object))
-        inputs[1].set_data_from_numpy(y)
-        answer = client.infer("csvae.manipulate_image", inputs, model_version="1").as_numpy("edited_image_bytes")
+        answer = client.infer("csvae.manipulate_image", triton_inputs(metadata, values), model_version="1").as_numpy(output)
         assert np.abs(decode_pngs(list(answer)) - expected).max() <= 1, backend
         client.close()
     # The edits of an untrained model barely depend on their input, so check what
     # the SavedModel's graph is given: the upright picture (red on top), at the
     # model's size; a picture already as stored goes unchanged.
+    assert picture == backends.IMAGE_INPUT
     given = backends.graph_pictures(np.array(photos + [png_of(decoded[0])], object), (SIZE, SIZE, 3))
     upright = decode_pngs([given[1]])[0]
     assert upright.shape == (SIZE, SIZE, 3) and upright[:4, :, 0].mean() > 200 and upright[-4:, :, 2].mean() > 200
