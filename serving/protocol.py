@@ -35,6 +35,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import math
 import uuid
 
 import numpy as np
@@ -533,9 +534,9 @@ def parse_infer(body: InferBody, signature: Signature, model: str, max_rows: int
             raise InvalidArgument(f"{where}: unknown datatype {_short(datatype, 40)} (one of {', '.join(V2_ITEM_SIZES)})")
         if datatype != spec.v2_datatype:
             raise InvalidArgument(f"{where}: datatype {datatype!r} does not match the model's {spec.v2_datatype}")
-        if len(shape) != len(spec.shape):
+        if len(shape) != len(spec.shape) or not spec.accepts(shape):
             raise InvalidArgument(f"{where}: shape {shape} does not match the model's {spec.shape_text()}")
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(shape)  # Python integers: a hostile shape cannot overflow
         item_parameters = _parameters(item.get("parameters"), f"{where}: ")
         size = item_parameters.get("binary_data_size")
         if size is not None:

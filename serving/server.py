@@ -45,8 +45,7 @@ _V2_MODEL = re.compile(r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]
 JSON = "application/json"
 # A signature's v2 model name is "<model>.<signature>": "." is one of the
 # characters urllib.parse.quote (tritonclient) and httpx (KServe) leave as they
-# are, and it appears in neither TF Serving model names of csvae exports nor
-# signature names.
+# are (no percent-escapes in URLs or logs), and no signature name contains it.
 V2_SEPARATOR = "."
 
 
@@ -210,7 +209,6 @@ class ModelServer:
 
     async def _route(self, request: web.Request):
         path, method = request.path, request.method
-        lowered = path.lower()
         api = api_of(path)
         if api == "v1":
             return await self._v1(request, path, method)
@@ -278,7 +276,7 @@ class ModelServer:
             return name, None
         for model in sorted(self.repository.models, key=len, reverse=True):  # the longest model name that prefixes it
             if name.startswith(model + V2_SEPARATOR):
-                signature = name[len(model) + 1 :]
+                signature = name[len(model) + len(V2_SEPARATOR) :]
                 if any(signature in s.signatures for s in self.repository.models[model].values()):
                     return model, signature
                 break

@@ -254,6 +254,7 @@ def _malformed_requests(default: dict, picture: dict):
         ("sizes add up to more than the body", path, *_framed({"inputs": items}, *blobs[:-1], blobs[-1][:-4])),
         ("unknown datatype", path, *_framed({"inputs": [{**first, "datatype": "FP8"}, *rest]}, *blobs)),
         ("datatype other than the model's", path, *_framed({"inputs": [{**first, "datatype": "INT32"}, *rest]}, *blobs)),
+        ("a huge dimension in the shape", path, *_framed({"inputs": [{**first, "shape": [1, 2 ** 62, *first["shape"][2:]]}, *rest]}, *blobs)),
         ("negative binary_data_size", path, *_framed({"inputs": [{**first, "parameters": {"binary_data_size": -4}}, *rest]}, *blobs)),
         ("both data and binary_data_size", path, *_framed({"inputs": [{**first, "data": [0.5]}, *rest]}, *blobs)),
         ("NaN in binary data", path, *_framed({"inputs": items}, nan, *blobs[1:])),
