@@ -1,5 +1,6 @@
 # The two Quickstart commands: `make demo` (train + evaluate on built-in data)
-# and `make test`. Each sets up .venv from requirements.txt on first use.
+# and `make test`. Each sets up .venv from requirements.txt (and the test-only
+# requirements-test.txt: stock OIP v2 clients) on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,10 +8,10 @@ RUN_DIR ?= runs/demo
 
 .PHONY: demo demo-roll test test-slow clean
 
-$(BIN)/.installed: requirements.txt pyproject.toml
+$(BIN)/.installed: requirements.txt requirements-test.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet -r requirements.txt -r requirements-test.txt
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 

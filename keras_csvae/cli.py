@@ -17,12 +17,14 @@ def _quiet_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _training_diverged():
-    # Imported only when needed: it pulls in TensorFlow, which `csvae edit`
-    # and `csvae serve --backend onnx` must never load.
-    from keras_csvae.training import TrainingDivergedError
-
-    return TrainingDivergedError
+def _diverged(err: BaseException) -> bool:
+    """Whether ``err`` is a ``TrainingDivergedError``, without importing TensorFlow:
+    only a command that loaded ``keras_csvae.training`` can raise one, and
+    `csvae edit` / `csvae serve --backend onnx` must never load TensorFlow,
+    not even on an error path."""
+    training = sys.modules.get("keras_csvae.training")
+    diverged = getattr(training, "TrainingDivergedError", None)
+    return diverged is not None and isinstance(err, diverged)
 
 
 def _parse_json(text, flag):
@@ -48,6 +50,8 @@ def cmd_train(args):
         options["image_size"] = args.image_size
     if args.num_examples:
         options["num_examples"] = args.num_examples
+    if args.data_dir:
+        options["data_dir"] = os.path.abspath(os.path.expanduser(args.data_dir))
     config = TrainConfig(
         dataset=args.dataset,
         model=args.model,
@@ -153,6 +157,10 @@ def build_parser():
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--image-size", type=int, help="for image datasets")
     train.add_argument("--num-examples", type=int, help="use only this many training examples")
+    train.add_argument(
+        "--data-dir",
+        help="tensorflow-datasets data directory holding prepared CelebA (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)",
+    )
     train.add_argument("--betas", help="β1..β5, comma-separated (default 20,1,0.2,10,1)")
     train.add_argument("--prior", choices=["A", "B"], help="prior convention of p(w|y) (default B)")
     train.add_argument("--model-config", help="JSON object of model arguments, e.g. '{\"z_dim\": 8}'")
@@ -205,7 +213,9 @@ def main(argv=None):
     except (ValueError, FileNotFoundError) as err:
         print(f"csvae {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except _training_diverged() as err:
+    except Exception as err:
+        if not _diverged(err):
+            raise
         print(f"csvae {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

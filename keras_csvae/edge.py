@@ -38,9 +38,17 @@ METADATA_FILE = "metadata.json"
 # The formats tf.io.decode_image reads: the SavedModel's manipulate_image and
 # these helpers then accept the same pictures.
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP")
-# A decoded picture is 4 float32 per pixel here: refuse decompression bombs
-# long before Pillow's own (much larger) limit.
-MAX_IMAGE_PIXELS = 4096 * 4096
+# Pictures up to 2**27 pixels (134 MP: today's 48-108 MP phone photos) are
+# taken; larger ones, and decompression bombs, are refused before decoding.
+# Memory while decoding one at the limit: JPEG ~1/64 of the full picture
+# (decoded at 1/8 scale; 6 MB for 134 MP), other formats the full picture at
+# its stored depth, at most 4 bytes a pixel (512 MB), then reduced.
+MAX_IMAGE_PIXELS = 1 << 27
+# A reducing decode keeps at least this many times the model's size per side.
+REDUCE_MARGIN = 2
+EXIF_ORIENTATION = 0x0112
+# csvae edit --out: the format from the file's extension.
+OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 STYLE_SIDE = 3  # --style K picks one of STYLE_SIDE**2 points of W_i
 STYLE_EXTENT = 2.0  # the grid spans mean ± STYLE_EXTENT · scale of p(w_i | y_i = 1)
 GRID_GAP = 2  # pixels between the tiles of a --grid mosaic
@@ -91,29 +99,74 @@ def _pil():
     return Image
 
 
-def decode_image(data: bytes, image_shape) -> np.ndarray:
-    """Encoded picture -> float32 ``[H, W, C]`` in [0, 1] at the model's ``image_shape``.
+def _open_picture(data: bytes, height: int, width: int):
+    """Encoded picture -> ``(loaded upright PIL image, as_stored, full_scale)``.
 
-    Like the SavedModel's ``manipulate_image``: converted to the model's
-    channel count (grey replicated, alpha dropped), resized bilinearly with
-    antialiasing (aspect ratio not kept) when its size differs. Grey from
-    colour uses ITU-R 601 luma weights.
-
-    Raises:
-      ImageError: not a PNG/JPEG/GIF/BMP, corrupt, or larger than ``MAX_IMAGE_PIXELS``.
+    Large pictures are reduced *while decoding*, down to no less than
+    ``REDUCE_MARGIN`` times the target size on each side (the final resize
+    then still antialiases over several source pixels): JPEG in the decoder
+    (``Image.draft``: DCT scaling by 1/2, 1/4 or 1/8, so an 8000x6000 photo
+    never exists at full size), other formats after decoding by an integer box
+    filter (``Image.reduce``). The EXIF orientation of camera photos is
+    applied (``ImageOps.exif_transpose``). ``as_stored``: neither happened, the
+    picture is exactly what its bytes hold. ``full_scale``: see ``_to_channels``.
     """
+    import warnings
+
     Image = _pil()
-    height, width, channels = (int(d) for d in image_shape)
+    from PIL import ImageOps
+
     if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) == 0:
         raise ImageError("expected the bytes of a PNG/JPEG/GIF/BMP picture, got nothing")
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.format not in IMAGE_FORMATS:
-                raise ImageError(f"{image.format} pictures are not supported; send one of {', '.join(IMAGE_FORMATS)}")
-            if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise ImageError(f"picture of {image.width}x{image.height} pixels is larger than {MAX_IMAGE_PIXELS} pixels")
-            image.load()
-            pixels = _to_channels(image, channels)
+        with warnings.catch_warnings():
+            # The pixel limit is enforced below, with its own message; Pillow's
+            # warning (above ~89 MP) would only print a stray line.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as err:
+        raise ImageError(f"picture larger than the limit of {MAX_IMAGE_PIXELS} pixels (a decompression bomb?)") from err
+    if image.format not in IMAGE_FORMATS:
+        raise ImageError(f"{image.format} pictures are not supported; send one of {', '.join(IMAGE_FORMATS)}")
+    if image.width * image.height > MAX_IMAGE_PIXELS:
+        raise ImageError(
+            f"picture of {image.width}x{image.height} pixels is larger than the limit of {MAX_IMAGE_PIXELS} pixels "
+            f"({MAX_IMAGE_PIXELS / 1e6:.0f} MP)"
+        )
+    orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    if orientation in (5, 6, 7, 8):  # stored rotated by 90°: the target's sides swap in storage
+        height, width = width, height
+    want_w, want_h = width * REDUCE_MARGIN, height * REDUCE_MARGIN
+    as_stored = orientation not in range(2, 9)
+    if image.format == "JPEG":
+        stored_size = image.size
+        image.draft(image.mode, (want_w, want_h))  # picks the strongest DCT scaling that keeps >= want
+        as_stored = as_stored and image.size == stored_size
+    image.load()
+    factor = min(image.width // want_w, image.height // want_h)
+    full_scale = None
+    if factor >= 2:
+        if image.mode in ("1", "P"):
+            image = image.convert("RGBA")
+        elif image.mode == "I;16" or image.mode.startswith("I;16"):
+            image, full_scale = image.convert("I"), 65535.0
+        image = image.reduce(factor)
+        as_stored = False
+    if orientation in range(2, 9):
+        image = ImageOps.exif_transpose(image)
+    return image, as_stored, full_scale
+
+
+def decode_picture(data: bytes, image_shape) -> tuple[np.ndarray, bool]:
+    """``decode_image``, and whether the picture was decoded as stored (no
+    reducing decode, no EXIF rotation): then TensorFlow's ``decode_image`` +
+    ``resize`` in the SavedModel's ``manipulate_image`` sees the same picture."""
+    Image = _pil()
+    height, width, channels = (int(d) for d in image_shape)
+    try:
+        image, as_stored, full_scale = _open_picture(data, height, width)
+        with image:
+            pixels = _to_channels(image, channels, full_scale)
     except ImageError:
         raise
     except Image.UnidentifiedImageError as err:
@@ -122,14 +175,33 @@ def decode_image(data: bytes, image_shape) -> np.ndarray:
         raise ImageError(f"not a readable PNG/JPEG/GIF/BMP picture ({type(err).__name__}: {err})") from err
     if pixels.shape[:2] != (height, width):
         pixels = resize(pixels, height, width)
-    return pixels
+    return pixels, as_stored
 
 
-def _to_channels(image, channels: int) -> np.ndarray:
-    """A loaded PIL image -> float32 ``[h, w, channels]`` in [0, 1]."""
+def decode_image(data: bytes, image_shape) -> np.ndarray:
+    """Encoded picture -> float32 ``[H, W, C]`` in [0, 1] at the model's ``image_shape``.
+
+    Like the SavedModel's ``manipulate_image``: converted to the model's
+    channel count (grey replicated, alpha dropped), resized bilinearly with
+    antialiasing (aspect ratio not kept) when its size differs. Grey from
+    colour uses ITU-R 601 luma weights. Camera photos are turned upright
+    (EXIF orientation), and pictures up to ``MAX_IMAGE_PIXELS`` are taken,
+    reduced while decoding so that memory stays bounded (``_open_picture``).
+
+    Raises:
+      ImageError: not a PNG/JPEG/GIF/BMP, corrupt, or larger than ``MAX_IMAGE_PIXELS``.
+    """
+    return decode_picture(data, image_shape)[0]
+
+
+def _to_channels(image, channels: int, full_scale: float | None = None) -> np.ndarray:
+    """A loaded PIL image -> float32 ``[h, w, channels]`` in [0, 1].
+
+    ``full_scale``: the white level of an ``I`` image (65535 for 16-bit pictures
+    that were widened to ``I`` to be reduced)."""
     if image.mode.startswith("I"):  # 16/32-bit grey: scaled to [0, 1] (decode_image's uint8 cast scales too)
         raw = np.asarray(image)
-        full = 65535.0 if image.mode.startswith("I;16") or raw.max(initial=0) > 255 else 255.0
+        full = full_scale or (65535.0 if image.mode.startswith("I;16") or raw.max(initial=0) > 255 else 255.0)
         grey = np.clip(raw.astype(np.float32) / np.float32(full), 0.0, 1.0)[..., None]
         if channels == 1:
             return grey
@@ -165,6 +237,37 @@ def encode_png(pixels: np.ndarray) -> bytes:
     # zlib level 1: 2-3x faster than the default 6 (1.3 ms -> 0.5 ms for a 64x64
     # edit, a quarter of the model's time on the serving path), files ~25% larger.
     Image.fromarray(values, mode=mode).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def output_format(path) -> str:
+    """The Pillow format that ``path``'s extension names (``OUTPUT_FORMATS``); ``EditError`` otherwise."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise EditError(
+            f"--out {path}: cannot tell the picture format from {suffix or 'a name without an extension'!r}; "
+            f"end it in {', '.join(OUTPUT_FORMATS)}."
+        )
+    return OUTPUT_FORMATS[suffix]
+
+
+def encode_image(pixels: np.ndarray, fmt: str = "PNG") -> bytes:
+    """float ``[H, W, C]`` in [0, 1] -> ``fmt`` bytes: ``PNG`` (``encode_png``, lossless),
+    ``JPEG`` (quality 95, alpha dropped) or ``WEBP`` (lossless)."""
+    if fmt == "PNG":
+        return encode_png(pixels)
+    Image = _pil()
+    values = np.round(np.clip(np.asarray(pixels, np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+    if values.ndim == 3 and values.shape[-1] == 1:
+        values = values[..., 0]
+    image = Image.fromarray(values)
+    buffer = io.BytesIO()
+    if fmt == "JPEG":
+        image.convert("L" if image.mode == "L" else "RGB").save(buffer, format="JPEG", quality=95)
+    elif fmt == "WEBP":
+        image.save(buffer, format="WEBP", lossless=True)
+    else:
+        raise EditError(f"cannot write {fmt} pictures; use one of {', '.join(sorted(set(OUTPUT_FORMATS.values())))}.")
     return buffer.getvalue()
 
 
@@ -389,7 +492,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "Labels not given are set to 0. Uses only onnxruntime, numpy and Pillow."
         ),
     )
-    parser.add_argument("input", help="the picture to edit (PNG, JPEG, GIF or BMP)")
+    parser.add_argument("input", help=f"the picture to edit (PNG, JPEG, GIF or BMP; up to {MAX_IMAGE_PIXELS / 1e6:.0f} MP, EXIF orientation applied)")
     parser.add_argument("--model", required=True, help="export directory (csvae export --out)")
     parser.add_argument(
         "--set", dest="labels", action="append", type=_label_value, required=True, metavar="LABEL=VALUE",
@@ -399,7 +502,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     how.add_argument("--style", type=int, metavar="K", help=f"the K-th of {STYLE_SIDE ** 2} fixed styles in each present label's subspace")
     how.add_argument("--grid", action="store_true", help="write a traversal grid of the present labels' subspaces (tile K = --style K)")
     parser.add_argument("--grid-size", type=int, default=STYLE_SIDE, help=f"tiles per side of --grid (default {STYLE_SIDE})")
-    parser.add_argument("--out", required=True, help="where to write the edited PNG")
+    parser.add_argument("--out", required=True, help="the file to write; its extension picks the format: .png, .jpg/.jpeg or .webp")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
     parser.set_defaults(func=run)
     return parser
@@ -415,19 +518,27 @@ def run(args) -> Path:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise EditError(f"--set {', '.join(duplicates)} given more than once.")
+    # --out is checked before any work, so that a typo costs nothing.
+    out = Path(args.out)
+    if out.is_dir():
+        raise EditError(f"--out {out} is a directory; name the file to write, e.g. {out / 'edited.png'}.")
+    if not out.parent.is_dir():
+        raise EditError(f"cannot write {out}: {out.parent} is not a directory.")
+    fmt = output_format(out)
     editor = Editor(args.model, threads=args.threads)
     labels = dict(args.labels)
     data = Path(args.input)
     if not data.is_file():
-        raise EditError(f"{args.input} does not exist.")
+        raise EditError(f"{args.input} does not exist." if not data.exists() else f"{args.input} is not a file.")
+    pixels, _ = editor._pixels(data)
     if args.grid:
-        png = encode_png(editor.grid(data, labels, side=args.grid_size))
+        edited = editor.grid(pixels[0], labels, side=args.grid_size)
     else:
-        png = editor.edit(data, labels, style=args.style)
-    out = Path(args.out)
-    if out.parent and not out.parent.is_dir():
-        raise EditError(f"cannot write {out}: {out.parent} is not a directory.")
-    out.write_bytes(png)
+        edited = editor.edit(pixels[0], labels, style=args.style)
+    try:
+        out.write_bytes(encode_image(edited, fmt))
+    except OSError as err:
+        raise EditError(f"cannot write {out}: {err.strerror or err}.") from err
     target = " ".join(f"{name}={value:g}" for name, value in zip(editor.label_names, editor.target(labels)))
     extra = f", style {args.style}" if args.style is not None else (f", {args.grid_size}x{args.grid_size} grid" if args.grid else "")
     print(f"Wrote {out} ({target}{extra})")

@@ -10,7 +10,8 @@
   (Pillow decode -> resize -> ``manipulate.onnx`` -> PNG encode).
 - ``SavedModelServable`` runs ``EXPORT_DIR/savedmodel/<name>/<N>/`` through
   TensorFlow (``tf.saved_model.load``), every version the export's
-  ``models.config`` policy keeps, as TF Serving would.
+  ``models.config`` policy keeps, as TF Serving would. Pictures are checked
+  (and camera photos turned upright / reduced) by the same Pillow code first.
 - ``Repository``: model name -> versions -> servable; the newest version
   answers requests that name none.
 
@@ -22,6 +23,8 @@ outputs are split back per request.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import logging
 import re
@@ -165,15 +168,52 @@ class Servable:
 
 
 # -- pictures in signatures ------------------------------------------------------------------------
+_PICTURE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
+
+
+def picture_bytes(item) -> bytes:
+    """The bytes of a picture as a client sent them: raw (binary tensor data,
+    ``{"b64": ...}``, ``content_type: base64``), or the base64 text of a picture
+    as a plain JSON string. Picture bytes are never valid UTF-8 text, so stock
+    clients' JSON paths (tritonclient and KServe with ``binary_data=False``)
+    can only send them as base64 text, without any parameter; a picture's
+    leading bytes are never base64 text, so this reading is unambiguous."""
+    item = bytes(item)
+    if item.startswith(_PICTURE_MAGIC):
+        return item
+    text = b"".join(item.split())  # base64 tools wrap lines
+    try:
+        decoded = base64.b64decode(text + b"=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return item  # decode_image says what is wrong with it
+    return decoded if decoded.startswith(_PICTURE_MAGIC) else item
+
+
 def decode_images(data: np.ndarray, image_shape) -> np.ndarray:
     """``[n]`` encoded pictures -> ``[n, H, W, C]`` float32; ``InvalidArgument`` names the bad one."""
-    pixels = []
+    return np.stack([_decode(i, item, image_shape)[0] for i, item in enumerate(data)])
+
+
+def _decode(i: int, item, image_shape) -> tuple[np.ndarray, bool]:
+    try:
+        return edge.decode_picture(picture_bytes(item), image_shape)
+    except edge.ImageError as err:
+        raise InvalidArgument(f"{IMAGE_INPUT}[{i}]: {err}") from err
+
+
+def graph_pictures(data: np.ndarray, image_shape) -> np.ndarray:
+    """``[n]`` pictures for the SavedModel's in-graph decoding, checked (400 for a
+    bad one): a picture decoded as stored is passed unchanged (the graph
+    decodes and resizes it itself); a camera photo that needed turning upright
+    or a reducing decode goes as a lossless PNG of ``edge.decode_image``'s
+    result, so both backends edit the same upright picture."""
+    out = []
     for i, item in enumerate(data):
-        try:
-            pixels.append(edge.decode_image(item, image_shape))
-        except edge.ImageError as err:
-            raise InvalidArgument(f"{IMAGE_INPUT}[{i}]: {err}") from err
-    return np.stack(pixels)
+        pixels, as_stored = _decode(i, item, image_shape)
+        out.append(picture_bytes(item) if as_stored else edge.encode_png(pixels))
+    array = np.empty(len(out), dtype=object)
+    array[:] = out
+    return array
 
 
 def encode_images(pixels: np.ndarray) -> np.ndarray:
@@ -355,8 +395,7 @@ class SavedModelServable(Servable):
     @staticmethod
     def _checked_images(image_shape):
         def prepare(feeds):
-            decode_images(feeds[IMAGE_INPUT], image_shape)  # raises InvalidArgument for a bad picture
-            return feeds
+            return {**feeds, IMAGE_INPUT: graph_pictures(feeds[IMAGE_INPUT], image_shape)}
 
         return prepare
 

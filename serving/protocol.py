@@ -19,11 +19,15 @@ refuses ``NaN``/``Infinity`` literals and numbers beyond float64.)
 
 Open Inference Protocol v2 (KServe, Triton, MLServer): server and model
 metadata, ``infer`` with ``{"id"?, "inputs": [{"name", "shape",
-"datatype", "data"}], "outputs"?: [{"name"}], "parameters"?}``. Extensions:
-``parameters.signature_name`` picks a signature (default
-``serving_default``); BYTES data are UTF-8 strings, or base64 when the
-input's ``parameters.content_type`` is ``"base64"``; ``*_bytes`` outputs
-are answered in base64 with that same parameter.
+"datatype", "data"}], "outputs"?: [{"name"}], "parameters"?}``, and Triton's
+binary tensor data extension (``Inference-Header-Content-Length``: raw
+little-endian tensors after the JSON header, BYTES elements each prefixed by
+their 4-byte little-endian length; outputs in binary on request). Other
+details: ``parameters.signature_name`` picks a signature for the plain model
+name; JSON BYTES data are UTF-8 strings, or base64 when the input's
+``parameters.content_type`` is ``"base64"``; ``*_bytes`` outputs answered in
+JSON are base64 with that same parameter. Each signature is also its own v2
+model (``serving.server`` maps the names).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import math
 import uuid
 
 import numpy as np
@@ -57,6 +62,8 @@ class Request:
       row_format: v1 ``instances`` (else ``inputs``); unused by v2.
       outputs: v2 outputs asked for (all when ``None``).
       request_id: v2 ``id``.
+      binary_outputs: v2: answer outputs as binary tensor data; a bool for all,
+        or one per entry of ``outputs``.
     """
 
     signature: Signature
@@ -65,6 +72,7 @@ class Request:
     row_format: bool = True
     outputs: tuple[str, ...] | None = None
     request_id: str | None = None
+    binary_outputs: bool | tuple[bool, ...] = False
 
 
 def _short(value, limit: int = 120) -> str:
@@ -372,6 +380,53 @@ def metadata_response(name: str, version: int, signatures: dict[str, Signature])
 
 
 # -- Open Inference Protocol v2 --------------------------------------------------------------------------------------
+# The binary tensor data extension (Triton's "binary_tensor_data", the default of
+# tritonclient.http and the KServe SDK): the body is the JSON header, whose byte
+# length this header gives, followed by the raw tensors of the inputs that carry
+# parameters.binary_data_size, in the order of "inputs".
+HEADER_LENGTH = "Inference-Header-Content-Length"
+V2_EXTENSIONS = ("binary_tensor_data", "model_repository")
+# Bytes per element of each OIP datatype (BYTES: 4-byte little-endian length + bytes each).
+V2_ITEM_SIZES = {
+    "BOOL": 1, "UINT8": 1, "INT8": 1, "UINT16": 2, "INT16": 2, "FP16": 2, "BF16": 2,
+    "UINT32": 4, "INT32": 4, "FP32": 4, "UINT64": 8, "INT64": 8, "FP64": 8, "BYTES": None,
+}
+_UNSUPPORTED_PARAMETERS = {
+    "shared_memory_region": "the shared memory extensions are not supported: send the data in the request",
+    "classification": "the classification extension is not supported",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class InferBody:
+    """An ``infer`` body split per the binary extension: the JSON header and the bytes after it."""
+
+    document: dict
+    binary: bytes = b""
+    header_length: int | None = None
+
+
+def split_infer_body(body: bytes, header_length: str | None) -> InferBody:
+    """The JSON header and the binary part of an ``infer`` body (400 for bad framing).
+
+    Without ``Inference-Header-Content-Length`` the whole body is JSON.
+    """
+    if header_length is None:
+        try:
+            return InferBody(parse_json(body))
+        except InvalidArgument as err:
+            if body and body.lstrip()[:1] == b"{":  # JSON followed by raw bytes: the header was forgotten
+                raise InvalidArgument(f"{err.message} (binary tensor data needs the {HEADER_LENGTH} header)") from err
+            raise
+    text = header_length.strip()
+    if not text.isdigit() or len(text) > 19:
+        raise InvalidArgument(f"{HEADER_LENGTH} must be a byte count, got {header_length[:40]!r}")
+    length = int(text)
+    if length > len(body):
+        raise InvalidArgument(f"{HEADER_LENGTH} is {length} but the body has only {len(body)} bytes")
+    return InferBody(parse_json(body[:length]), body[length:], length)
+
+
 def v2_model_metadata(name: str, versions: list[int], platform: str, signature: Signature) -> bytes:
     def tensors(specs):
         return [{"name": s.name, "datatype": s.v2_datatype, "shape": list(s.shape)} for s in specs]
@@ -387,29 +442,84 @@ def v2_model_metadata(name: str, versions: list[int], platform: str, signature: 
     )
 
 
-def v2_signature_name(document: dict) -> str:
-    parameters = document.get("parameters") or {}
-    if not isinstance(parameters, dict):
-        raise InvalidArgument("'parameters' must be an object")
-    name = parameters.get("signature_name", DEFAULT_SIGNATURE)
-    if not isinstance(name, str):
+def _parameters(value, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{where}'parameters' must be an object")
+    for key, message in _UNSUPPORTED_PARAMETERS.items():
+        if key in value:
+            raise InvalidArgument(f"{where}parameter '{key}': {message}")
+    return value
+
+
+def v2_signature_name(document: dict) -> str | None:
+    """``parameters.signature_name`` of an ``infer`` body, ``None`` when not given."""
+    name = _parameters(document.get("parameters"), "").get("signature_name")
+    if name is not None and not isinstance(name, str):
         raise InvalidArgument("'parameters.signature_name' must be a string")
     return name
 
 
-def parse_infer(document: dict, signature: Signature, model: str, max_rows: int | None = None) -> Request:
-    """An OIP v2 ``infer`` body -> ``Request`` (400 with a message naming the problem)."""
+def _flag(parameters: dict, key: str, where: str) -> bool | None:
+    value = parameters.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise InvalidArgument(f"{where}parameter '{key}' must be true or false")
+    return value
+
+
+def _binary_float32(raw: bytes, count: int, where: str) -> np.ndarray:
+    if len(raw) != 4 * count:
+        raise InvalidArgument(f"{where}: {len(raw)} bytes of binary data, but its shape needs {count} FP32 values = {4 * count} bytes")
+    array = np.frombuffer(raw, dtype="<f4").astype(np.float32, copy=False)
+    if array.size and not np.all(np.isfinite(array)):
+        raise InvalidArgument(f"{where}: NaN or infinite values are not accepted")
+    return array
+
+
+def _binary_strings(raw: bytes, count: int, where: str) -> np.ndarray:
+    """Length-prefixed BYTES elements (4-byte little-endian length, then the bytes) -> object array."""
+    items, offset = [], 0
+    view = memoryview(raw)
+    for i in range(count):
+        if offset + 4 > len(raw):
+            raise InvalidArgument(f"{where}: binary BYTES data ends before element {i} of {count} (each is a 4-byte length, then the bytes)")
+        size = int.from_bytes(view[offset : offset + 4], "little")
+        offset += 4
+        if offset + size > len(raw):
+            raise InvalidArgument(f"{where}: BYTES element {i} claims {size} bytes, but only {len(raw) - offset} remain")
+        items.append(bytes(view[offset : offset + size]))
+        offset += size
+    if offset != len(raw):
+        raise InvalidArgument(f"{where}: {len(raw) - offset} bytes left after the {count} BYTES elements its shape holds")
+    array = np.empty(count, dtype=object)
+    array[:] = items
+    return array
+
+
+def parse_infer(body: InferBody, signature: Signature, model: str, max_rows: int | None = None) -> Request:
+    """An OIP v2 ``infer`` body -> ``Request`` (400 with a message naming the problem).
+
+    Inputs come as JSON ``data`` or, with ``parameters.binary_data_size``, as raw
+    little-endian bytes after the JSON header (BYTES elements length-prefixed).
+    Outputs are answered in binary when ``outputs[i].parameters.binary_data`` or,
+    for outputs that do not say, ``parameters.binary_data_output`` is true.
+    """
+    document = body.document
+    parameters = _parameters(document.get("parameters"), "")
+    binary_default = bool(_flag(parameters, "binary_data_output", ""))
     items = document.get("inputs")
     if not isinstance(items, list) or not items:
         raise InvalidArgument("'inputs' must be a non-empty list of {name, shape, datatype, data}")
     request_id = document.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidArgument("'id' must be a string")
-    inputs = {}
+    inputs, offset = {}, 0
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise InvalidArgument(f"inputs[{i}] must be an object with a string 'name'")
         name = item["name"]
+        where = f"input '{name}'"
         if name not in signature.input_names:
             raise InvalidArgument(f"unexpected inference input '{name}' for model '{model}' (inputs: {', '.join(signature.input_names)})")
         if name in inputs:
@@ -417,27 +527,54 @@ def parse_infer(document: dict, signature: Signature, model: str, max_rows: int 
         spec = signature.input(name)
         shape, datatype = item.get("shape"), item.get("datatype")
         if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-            raise InvalidArgument(f"input '{name}': 'shape' must be a list of non-negative integers")
+            raise InvalidArgument(f"{where}: 'shape' must be a list of non-negative integers")
         if shape:
             _check_rows(shape[0], max_rows)
+        if datatype not in V2_ITEM_SIZES:
+            raise InvalidArgument(f"{where}: unknown datatype {_short(datatype, 40)} (one of {', '.join(V2_ITEM_SIZES)})")
         if datatype != spec.v2_datatype:
-            raise InvalidArgument(f"input '{name}': datatype {datatype!r} does not match the model's {spec.v2_datatype}")
-        if "data" not in item:
-            raise InvalidArgument(f"input '{name}': 'data' is missing")
-        parameters = item.get("parameters") or {}
-        base64_strings = isinstance(parameters, dict) and parameters.get("content_type") == "base64"
-        flat_spec = dataclasses.replace(spec, shape=(-1,) * max(1, len(_dense_shape(item["data"]))))
-        data = tensor(item["data"], flat_spec, f"input '{name}'", base64_strings)
-        if data.size != int(np.prod(shape)):
-            raise InvalidArgument(f"input '{name}': {data.size} values in 'data' for shape {shape}")
+            raise InvalidArgument(f"{where}: datatype {datatype!r} does not match the model's {spec.v2_datatype}")
+        if len(shape) != len(spec.shape) or not spec.accepts(shape):
+            raise InvalidArgument(f"{where}: shape {shape} does not match the model's {spec.shape_text()}")
+        count = math.prod(shape)  # Python integers: a hostile shape cannot overflow
+        item_parameters = _parameters(item.get("parameters"), f"{where}: ")
+        size = item_parameters.get("binary_data_size")
+        if size is not None:
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise InvalidArgument(f"{where}: 'binary_data_size' must be a non-negative integer")
+            if "data" in item:
+                raise InvalidArgument(f"{where}: has both 'data' and 'binary_data_size'; send one")
+            if offset + size > len(body.binary):
+                raise InvalidArgument(
+                    f"{where}: binary data ends at byte {offset + size} after the JSON header, but "
+                    + (f"only {len(body.binary)} bytes follow it" if body.header_length is not None else f"the request has no {HEADER_LENGTH} header")
+                )
+            raw = body.binary[offset : offset + size]
+            offset += size
+            if spec.dtype == FLOAT32:
+                data = _binary_float32(raw, count, where)
+            else:
+                data = _binary_strings(raw, count, where)
+        else:
+            if "data" not in item:
+                raise InvalidArgument(f"{where}: 'data' is missing (or 'parameters.binary_data_size' for binary data)")
+            base64_strings = item_parameters.get("content_type") == "base64"
+            flat_spec = dataclasses.replace(spec, shape=(-1,) * max(1, len(_dense_shape(item["data"]))))
+            data = tensor(item["data"], flat_spec, where, base64_strings)
+            if data.size != count:
+                raise InvalidArgument(f"{where}: {data.size} values in 'data' for shape {shape}")
         data = data.reshape(shape)
         if not spec.accepts(data.shape):
-            raise InvalidArgument(f"input '{name}': shape {shape} does not match the model's {spec.shape_text()}")
+            raise InvalidArgument(f"{where}: shape {shape} does not match the model's {spec.shape_text()}")
         inputs[name] = data
+    if offset != len(body.binary):
+        raise InvalidArgument(
+            f"{len(body.binary)} bytes of binary data follow the JSON header, but the inputs' 'binary_data_size' add up to {offset}"
+        )
     missing = [n for n in signature.input_names if n not in inputs]
     if missing:
         raise InvalidArgument(f"expected {len(signature.input_names)} inputs but got {len(inputs)}; missing: {', '.join(missing)}")
-    outputs = None
+    outputs, binary = None, None
     if document.get("outputs") is not None:
         asked = document["outputs"]
         if not isinstance(asked, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in asked):
@@ -446,16 +583,38 @@ def parse_infer(document: dict, signature: Signature, model: str, max_rows: int 
         unknown = [n for n in outputs if n not in signature.output_names]
         if unknown:
             raise InvalidArgument(f"unexpected inference output '{unknown[0]}' for model '{model}' (outputs: {', '.join(signature.output_names)})")
-    return Request(signature, inputs, _batch_size(inputs), outputs=outputs, request_id=request_id)
+        binary = []
+        for o in asked:
+            flag = _flag(_parameters(o.get("parameters"), f"output '{o['name']}': "), "binary_data", f"output '{o['name']}': ")
+            binary.append(binary_default if flag is None else flag)
+        binary = tuple(binary)
+    request = Request(signature, inputs, _batch_size(inputs), outputs=outputs, request_id=request_id)
+    request.binary_outputs = binary if binary is not None else binary_default
+    return request
 
 
-def infer_response(model: str, version: int, request: Request, outputs: dict) -> bytes:
+def _length_prefixed(array: np.ndarray) -> bytes:
+    return b"".join(len(item).to_bytes(4, "little") + bytes(item) for item in array.ravel())
+
+
+def infer_response(model: str, version: int, request: Request, outputs: dict) -> tuple[bytes, int | None]:
+    """The ``infer`` answer: ``(body, header length)``; the length is ``None`` for an all-JSON body.
+
+    Binary outputs carry ``parameters.binary_data_size`` and no ``data``; their
+    bytes follow the JSON header in the order of ``outputs``.
+    """
     names = request.outputs or tuple(sorted(outputs))
-    answers = []
-    for name in names:
+    flags = request.binary_outputs
+    binary_flags = flags if isinstance(flags, tuple) else (bool(flags),) * len(names)
+    answers, blobs = [], []
+    for name, binary in zip(names, binary_flags):
         spec, array = request.signature.output(name), outputs[name]
         answer = {"name": name, "shape": list(array.shape), "datatype": spec.v2_datatype}
-        if spec.dtype == STRING:
+        if binary:
+            raw = _length_prefixed(array) if spec.dtype == STRING else np.ascontiguousarray(array, dtype="<f4").tobytes()
+            answer["parameters"] = {"binary_data_size": len(raw)}
+            blobs.append(raw)
+        elif spec.dtype == STRING:
             if spec.is_bytes:
                 answer["parameters"] = {"content_type": "base64"}
                 answer["data"] = [base64.b64encode(item).decode("ascii") for item in array.ravel()]
@@ -464,6 +623,25 @@ def infer_response(model: str, version: int, request: Request, outputs: dict) ->
         else:
             answer["data"] = np.ascontiguousarray(array, dtype=np.float32).ravel()
         answers.append(answer)
-    return dumps(
+    header = dumps(
         {"model_name": model, "model_version": str(version), "id": request.request_id or str(uuid.uuid4()), "outputs": answers}
     )
+    if not blobs:
+        return header, None
+    return b"".join([header, *blobs]), len(header)
+
+
+def repository_index(entries: list[tuple[str, int, bool]], document: dict) -> bytes:
+    """Triton's model repository index: ``[{"name", "version", "state"}]``; ``{"ready": true}`` keeps ready ones."""
+    ready_only = document.get("ready") if isinstance(document, dict) else None
+    if ready_only is not None and not isinstance(ready_only, bool):
+        raise InvalidArgument("'ready' must be true or false")
+    index = []
+    for name, version, ready in entries:
+        if ready_only and not ready:
+            continue
+        entry = {"name": name, "version": str(version), "state": "READY" if ready else "UNAVAILABLE"}
+        if not ready:
+            entry["reason"] = "the server is shutting down"
+        index.append(entry)
+    return dumps(index)

@@ -8,7 +8,8 @@ Routes (paths case-insensitive under ``/v1``, as in TF Serving):
     GET  /v2, /v2/health/live, /v2/health/ready
     GET  /v2/models/{m}[/versions/{v}][/ready]                   OIP metadata / readiness
     POST /v2/models/{m}[/versions/{v}]/infer                     OIP inference
-    GET  /monitoring/prometheus/metrics                          counters (text format)
+    POST /v2/repository/index                                    every v2 model (one per signature)
+    GET  /monitoring/prometheus/metrics                          counters (prometheus_client text format)
 
 Every error is ``{"error": "<message>"}`` with TF Serving's status codes
 (``serving.errors``); a bad request is a 4xx, never a 5xx. Inference goes
@@ -20,13 +21,13 @@ connections, answers the requests in flight, then exits.
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 import logging
 import re
 import signal
 import threading
 
+import prometheus_client
 from aiohttp import web
 
 from serving import protocol
@@ -42,6 +43,28 @@ _PREDICT = re.compile(r"/v1/models/(?P<name>[^/:]+)" + _VERSION + r":(?P<method>
 _STATUS = re.compile(r"/v1/models(?:/(?P<name>[^/:]+))?" + _VERSION + r"(?P<metadata>/metadata)?", re.IGNORECASE)
 _V2_MODEL = re.compile(r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<tail>/ready|/infer)?")
 JSON = "application/json"
+# A signature's v2 model name is "<model>.<signature>": "." is one of the
+# characters urllib.parse.quote (tritonclient) and httpx (KServe) leave as they
+# are (no percent-escapes in URLs or logs), and no signature name contains it.
+V2_SEPARATOR = "."
+
+
+def api_of(path: str) -> str:
+    """The ``api`` label of a request path: ``v1``, ``v2``, ``metrics`` or ``other``."""
+    lowered = path.lower()
+    if lowered.startswith("/v1/"):
+        return "v1"
+    if lowered == "/v2" or lowered.startswith("/v2/"):
+        return "v2"
+    if path == "/monitoring/prometheus/metrics":
+        return "metrics"
+    return "other"
+
+
+def v2_name(model: str, signature: str) -> str:
+    """The Open Inference Protocol name of ``signature`` of ``model``: the plain
+    model name for ``serving_default``, else ``model.signature``."""
+    return model if signature == DEFAULT_SIGNATURE else f"{model}{V2_SEPARATOR}{signature}"
 
 
 @dataclasses.dataclass
@@ -91,7 +114,12 @@ class ModelServer:
         self.draining = False
         self.in_flight = 0  # requests whose headers arrived and whose answer is not sent yet
         self._idle: asyncio.Event | None = None
-        self.counts = collections.Counter()  # (api, status) -> requests
+        # A registry per server (tests run several in one process).
+        self.metrics = prometheus_client.CollectorRegistry(auto_describe=False)
+        self.requests_total = prometheus_client.Counter(
+            "csvae_serving_requests", "HTTP requests answered, by API and status code", ["api", "code"], registry=self.metrics
+        )
+        self.metrics.register(_ServerCollector(self))
         self.app = web.Application(client_max_size=self.config.max_body_bytes)
         self.app.router.add_route("*", "/{path:.*}", self._dispatch)
         self._runner: web.AppRunner | None = None
@@ -146,11 +174,13 @@ class ModelServer:
 
     # -- routing --------------------------------------------------------------------------------
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        api = "other"
+        # The label comes from the path alone, before routing: a request that
+        # fails to route is still counted under the API it was meant for.
+        api = api_of(request.path)
         self.in_flight += 1
         try:
             try:
-                api, response = await self._route(request)
+                response = await self._route(request)
             except ServingError as err:
                 response = _error(err)
             except asyncio.CancelledError:
@@ -160,22 +190,32 @@ class ModelServer:
                 response = _error(ServingError(f"Internal: {type(err).__name__}: {err}", 500))
             if self.draining:
                 response.force_close()  # the client reconnects (elsewhere) for its next request
-            self.counts[(api, response.status)] += 1
+            self.requests_total.labels(api=api, code=str(response.status)).inc()
             return response
         finally:
             self.in_flight -= 1
             if self._idle is not None and not self.in_flight:
                 self._idle.set()
 
+    @property
+    def counts(self) -> dict[tuple[str, int], int]:
+        """Requests answered so far: ``{(api, status): n}`` (the metrics' counter)."""
+        counts = {}
+        for metric in self.requests_total.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    counts[(sample.labels["api"], int(sample.labels["code"]))] = int(sample.value)
+        return counts
+
     async def _route(self, request: web.Request):
         path, method = request.path, request.method
-        lowered = path.lower()
-        if lowered.startswith("/v1/"):
-            return "v1", await self._v1(request, path, method)
-        if lowered == "/v2" or lowered.startswith("/v2/"):
-            return "v2", await self._v2(request, path, method)
-        if path == "/monitoring/prometheus/metrics" and method == "GET":
-            return "metrics", web.Response(text=self._metrics(), content_type="text/plain")
+        api = api_of(path)
+        if api == "v1":
+            return await self._v1(request, path, method)
+        if api == "v2":
+            return await self._v2(request, path, method)
+        if api == "metrics" and method == "GET":
+            return web.Response(body=prometheus_client.generate_latest(self.metrics), headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
         raise NotFound(f"Not found: {method} {path}")
 
     # -- TF Serving REST v1 ------------------------------------------------------------------------
@@ -228,17 +268,50 @@ class ModelServer:
         return _json(protocol.predict_response(parsed, outputs))
 
     # -- Open Inference Protocol v2 -------------------------------------------------------------------
+    def _v2_model(self, name: str) -> tuple[str, str | None]:
+        """A v2 model name -> ``(served model, signature)``: ``csvae`` is the model
+        (its default signature unless the request names another), ``csvae.encode``
+        its ``encode`` signature. 404 for a name that is neither."""
+        if name in self.repository.models:
+            return name, None
+        for model in sorted(self.repository.models, key=len, reverse=True):  # the longest model name that prefixes it
+            if name.startswith(model + V2_SEPARATOR):
+                signature = name[len(model) + len(V2_SEPARATOR) :]
+                if any(signature in s.signatures for s in self.repository.models[model].values()):
+                    return model, signature
+                break
+        raise NotFound(f"Model {name!r} is not served (v2 models: {', '.join(sorted({n for n, _, _ in self._v2_entries()}))})")
+
+    def _v2_entries(self) -> list[tuple[str, int, bool]]:
+        """``(v2 name, version, ready)`` of every signature of every served version."""
+        ready = not self.draining
+        return sorted(
+            (v2_name(model, signature), version, ready)
+            for model, versions in self.repository.models.items()
+            for version, servable in versions.items()
+            for signature in servable.signatures
+        )
+
     async def _v2(self, request, path, method):
         lowered = path.rstrip("/").lower()
         if method == "GET" and lowered == "/v2":
             import keras_csvae
 
-            return _json(protocol.dumps({"name": "keras-csvae", "version": keras_csvae.__version__, "extensions": []}))
+            return _json(protocol.dumps({"name": "keras-csvae", "version": keras_csvae.__version__, "extensions": list(protocol.V2_EXTENSIONS)}))
         if method == "GET" and lowered == "/v2/health/live":
             return _json(protocol.dumps({"live": True}))
         if method == "GET" and lowered == "/v2/health/ready":
             ready = not self.draining
             return _json(protocol.dumps({"ready": ready}), status=200 if ready else 503)
+        if lowered == "/v2/repository/index":
+            if method != "POST":
+                raise InvalidArgument(f"Malformed request: {method} {path} (the repository index takes POST)")
+            body = await self._body(request)
+            document = protocol.parse_json(body) if body.strip() else {}  # tritonclient sends an empty body
+            return _json(protocol.repository_index(self._v2_entries(), document))
+        if lowered.startswith("/v2/repository/"):
+            await self._body(request)
+            raise InvalidArgument("Model control is not supported: every signature of the export is loaded when the server starts")
         match = _V2_MODEL.fullmatch(path.rstrip("/"))
         if not match:
             raise NotFound(f"Not found: {method} {path}")
@@ -248,22 +321,32 @@ class ModelServer:
             if not match["version"].isdigit() or len(match["version"]) > 19 or int(match["version"]) >= 1 << 63:
                 raise InvalidArgument(f"Version {match['version']!r} is not an integer")
             version = int(match["version"])
-        servable = self.repository.get(name, version)
+        model, signature_name = self._v2_model(name)
+        servable = self.repository.get(model, version)
+        if signature_name is not None and signature_name not in servable.signatures:
+            raise NotFound(f"Version {servable.version} of model {model} has no signature {signature_name!r}")
         if tail == "/infer":
             if method != "POST":
                 raise InvalidArgument(f"Malformed request: {method} {path} (infer takes POST)")
-            document = protocol.parse_json(await self._body(request))
-            signature = protocol.find_signature(servable.signatures, protocol.v2_signature_name(document))
-            parsed = protocol.parse_infer(document, signature, name, max_rows=self.config.max_batch_size)
+            body = protocol.split_infer_body(await self._body(request), request.headers.get(protocol.HEADER_LENGTH))
+            asked = protocol.v2_signature_name(body.document)
+            if signature_name is not None and asked is not None and asked != signature_name:
+                raise InvalidArgument(f"Model {name!r} is signature {signature_name!r}; 'parameters.signature_name' says {asked!r}")
+            signature = protocol.find_signature(servable.signatures, signature_name or asked or DEFAULT_SIGNATURE)
+            parsed = protocol.parse_infer(body, signature, name, max_rows=self.config.max_batch_size)
             outputs = await self._infer(servable, parsed)
-            return _json(protocol.infer_response(name, servable.version, parsed, outputs))
+            answer, header_length = protocol.infer_response(name, servable.version, parsed, outputs)
+            if header_length is None:
+                return _json(answer)
+            return web.Response(body=answer, content_type="application/octet-stream", headers={protocol.HEADER_LENGTH: str(header_length)})
         if method != "GET":
             raise InvalidArgument(f"Malformed request: {method} {path}")
         if tail == "/ready":
             ready = not self.draining
             return _json(protocol.dumps({"name": name, "ready": ready}), status=200 if ready else 503)
-        signature = servable.signatures[DEFAULT_SIGNATURE]
-        return _json(protocol.v2_model_metadata(name, self.repository.versions(name), servable.platform, signature))
+        signature = servable.signatures[signature_name or DEFAULT_SIGNATURE]
+        versions = [v for v, s in sorted(self.repository.models[model].items()) if signature.name in s.signatures]
+        return _json(protocol.v2_model_metadata(name, versions, servable.platform, signature))
 
     # -- shared ---------------------------------------------------------------------------------------
     async def _body(self, request: web.Request) -> bytes:
@@ -287,25 +370,29 @@ class ModelServer:
         except asyncio.TimeoutError as err:
             raise DeadlineExceeded(f"Deadline exceeded: no answer within {self.config.timeout_s:g} s") from err
 
-    def _metrics(self) -> str:
-        stats = self.batcher.stats
-        lines = [
-            "# TYPE csvae_serving_requests_total counter",
-            *(f'csvae_serving_requests_total{{api="{api}",code="{code}"}} {n}' for (api, code), n in sorted(self.counts.items())),
-            "# TYPE csvae_serving_batches_total counter",
-            f"csvae_serving_batches_total {stats.batches}",
-            "# TYPE csvae_serving_batched_requests_total counter",
-            f"csvae_serving_batched_requests_total {stats.requests}",
-            "# TYPE csvae_serving_batched_rows_total counter",
-            f"csvae_serving_batched_rows_total {stats.rows}",
-            "# TYPE csvae_serving_queue_full_total counter",
-            f"csvae_serving_queue_full_total {stats.rejected_queue_full}",
-            "# TYPE csvae_serving_in_flight gauge",
-            f"csvae_serving_in_flight {self.in_flight}",  # this request included
-            "# TYPE csvae_serving_queue_waiting gauge",
-            f"csvae_serving_queue_waiting {self.batcher.waiting}",
-        ]
-        return "\n".join(lines) + "\n"
+
+class _ServerCollector:
+    """The batcher's counters and the server's gauges, read when Prometheus scrapes."""
+
+    def __init__(self, server: "ModelServer"):
+        self.server = server
+
+    def describe(self):
+        return []  # nothing to check at registration; collect() is cheap
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        stats, server = self.server.batcher.stats, self.server
+        for name, documentation, value in (
+            ("csvae_serving_batches", "Model calls made by the micro-batcher", stats.batches),
+            ("csvae_serving_batched_requests", "Requests that went through the micro-batcher", stats.requests),
+            ("csvae_serving_batched_rows", "Rows (examples) computed by the micro-batcher", stats.rows),
+            ("csvae_serving_queue_full", "Requests refused because the queue was full (503)", stats.rejected_queue_full),
+        ):
+            yield CounterMetricFamily(name, documentation, value=value)
+        yield GaugeMetricFamily("csvae_serving_in_flight", "Requests being handled, this scrape included", value=server.in_flight)
+        yield GaugeMetricFamily("csvae_serving_queue_waiting", "Requests waiting for a worker", value=server.batcher.waiting)
 
 
 class ServerThread:

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -183,3 +184,146 @@ def test_csvae_edit_style_grid_and_errors(editor, export_dir, tmp_path, capsys):
             _csvae_in_process("edit", source, "--model", export_dir, *bad, "--out", tmp_path / "x.png")
         assert exit_.value.code == 2
     assert not (tmp_path / "x.png").exists()
+
+
+# -- camera photos, output formats, error paths --------------------------------------------------------------
+def _two_tone(height, width, first=(255, 0, 0), second=(0, 0, 255), split="columns"):
+    """uint8 picture: left/right (or top/bottom) halves in two colours."""
+    a = np.zeros((height, width, 3), np.uint8)
+    if split == "columns":
+        a[:, : width // 2], a[:, width // 2 :] = first, second
+    else:
+        a[: height // 2], a[height // 2 :] = first, second
+    return a
+
+
+def _jpeg(pixels, **save) -> bytes:
+    from PIL import Image
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90, **save)
+    return buffer.getvalue()
+
+
+def test_exif_rotated_photo_is_edited_upright(editor, export_dir, tmp_path):
+    """A phone JPEG stored landscape with EXIF orientation 6 (display rotated 90°
+    clockwise): red left half, blue right half as stored, so red on top upright."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[edge.EXIF_ORIENTATION] = 6
+    photo = _jpeg(_two_tone(48, 96), exif=exif.tobytes())
+    upright = edge.decode_image(photo, (SIZE, SIZE, 3))
+    top, bottom = upright[: SIZE // 2 - 2].mean(axis=(0, 1)), upright[SIZE // 2 + 2 :].mean(axis=(0, 1))
+    assert top[0] > 0.9 and top[2] < 0.1 and bottom[2] > 0.9 and bottom[0] < 0.1, (top, bottom)
+    sideways = edge.decode_image(_jpeg(_two_tone(48, 96)), (SIZE, SIZE, 3))  # the same picture without the tag
+    assert sideways[:, : SIZE // 2 - 2].mean(axis=(0, 1))[0] > 0.9  # red on the left
+    source = tmp_path / "phone.jpg"
+    source.write_bytes(photo)
+    assert _csvae_in_process("edit", source, "--model", export_dir, "--set", "glasses=1", "--out", tmp_path / "up.png") == 0
+    assert (tmp_path / "up.png").read_bytes() == edge.encode_png(editor.edit(upright, {"glasses": 1}))
+
+
+@pytest.mark.parametrize("suffix, fmt", [(".jpg", "JPEG"), (".JPEG", "JPEG"), (".webp", "WEBP"), (".png", "PNG")])
+def test_csvae_edit_writes_the_format_out_names(editor, export_dir, tmp_path, suffix, fmt):
+    from PIL import Image
+
+    x, _ = images(1, seed=28)
+    source = tmp_path / "face.png"
+    source.write_bytes(png_of(x[0]))
+    out = tmp_path / f"edited{suffix}"
+    assert _csvae_in_process("edit", source, "--model", export_dir, "--set", "smile=1", "--out", out) == 0
+    with Image.open(out) as written:
+        assert written.format == fmt and written.size == (SIZE, SIZE)
+        pixels = np.asarray(written.convert("RGB"), np.float32) / 255
+    expected = editor.edit(x[0], {"smile": 1})
+    # PNG and lossless WebP hold the rounded edit exactly; JPEG (quality 95) nearly
+    assert np.abs(pixels - expected).max() <= (0.5 / 255 + 1e-6 if fmt != "JPEG" else 0.1)
+
+
+# One fresh interpreter runs `csvae edit` on every error (and then on a 48 MP
+# photo): after each, TensorFlow must still be absent from sys.modules.
+EDIT_ERRORS_SCRIPT = r"""
+import contextlib, io, json, re, sys
+from keras_csvae import cli
+cases = json.loads(sys.argv[1])
+results = []
+for argv in cases:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(argv)
+        except SystemExit as exit_:
+            code = exit_.code
+    results.append({"argv": argv, "code": code, "stderr": err.getvalue(), "tensorflow": "tensorflow" in sys.modules})
+# VmHWM: this process's peak RSS (ru_maxrss would include the forking parent's)
+peak = int(re.search(r"VmHWM:\s+(\d+)", open("/proc/self/status").read()).group(1)) / 1024
+print(json.dumps({"results": results, "peak_mb": peak, "imported": sorted(m for m in ("tensorflow", "keras", "tensorflow_probability") if m in sys.modules)}))
+"""
+
+
+def _bomb_png(width, height) -> bytes:
+    import zlib
+
+    def chunk(kind, data):
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+
+
+def test_csvae_edit_errors_are_one_line_without_tensorflow_and_a_48mp_photo_fits(editor, export_dir, tmp_path):
+    """Each error: exit 2, one line, no traceback, TensorFlow never imported. Then a
+    48 MP JPEG (8000x6000) is edited into a JPEG; decoding at 1/8 scale keeps the
+    process's peak memory below what the full picture alone would take (144 MB
+    as uint8, 576 MB as floats)."""
+    from PIL import Image
+
+    x, _ = images(1, seed=29)
+    face = tmp_path / "face.png"
+    face.write_bytes(png_of(x[0]))
+    (tmp_path / "text.png").write_text("not a picture")
+    (tmp_path / "bomb.png").write_bytes(_bomb_png(60000, 60000))  # Pillow's own bomb check
+    (tmp_path / "huge.png").write_bytes(_bomb_png(12000, 12000))  # 144 MP: over MAX_IMAGE_PIXELS, under Pillow's limit
+    (tmp_path / "outdir").mkdir()
+    photo = tmp_path / "photo48mp.jpg"
+    big = Image.fromarray(_two_tone(6000, 8000, (230, 180, 150), (40, 60, 90)))
+    big.save(photo, format="JPEG", quality=85)
+    del big
+    model = ["--model", str(export_dir), "--set", "glasses=1"]
+    errors = {
+        "--out names a directory": (["edit", str(face), *model, "--out", str(tmp_path / "outdir")], "is a directory"),
+        "--out of an unknown format": (["edit", str(face), *model, "--out", str(tmp_path / "x.tiff")], "'.tiff'"),
+        "--out without an extension": (["edit", str(face), *model, "--out", str(tmp_path / "edited")], "without an extension"),
+        "--out in a missing directory": (["edit", str(face), *model, "--out", str(tmp_path / "no" / "x.png")], "is not a directory"),
+        "missing input": (["edit", str(tmp_path / "nope.png"), *model, "--out", str(tmp_path / "x.png")], "does not exist"),
+        "input is a directory": (["edit", str(tmp_path / "outdir"), *model, "--out", str(tmp_path / "x.png")], "is not a file"),
+        "not a picture": (["edit", str(tmp_path / "text.png"), *model, "--out", str(tmp_path / "x.png")], "not a PNG/JPEG/GIF/BMP picture"),
+        "decompression bomb": (["edit", str(tmp_path / "bomb.png"), *model, "--out", str(tmp_path / "x.png")], "decompression bomb"),
+        "picture over the limit": (["edit", str(tmp_path / "huge.png"), *model, "--out", str(tmp_path / "x.png")], "larger than the limit"),
+        "unknown label": (["edit", str(face), "--model", str(export_dir), "--set", "hat=1", "--out", str(tmp_path / "x.png")], "unknown label 'hat'"),
+        "not an export": (["edit", str(face), "--model", str(tmp_path), "--set", "glasses=1", "--out", str(tmp_path / "x.png")], "metadata.json is missing"),
+    }
+    out = tmp_path / "edited48.jpg"
+    cases = [argv for argv, _ in errors.values()] + [["edit", str(photo), *model, "--out", str(out)]]
+    result = subprocess.run(
+        [sys.executable, "-c", EDIT_ERRORS_SCRIPT, json.dumps(cases)],
+        capture_output=True, text=True, timeout=180, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    for (description, (_, message)), answer in zip(errors.items(), report["results"]):
+        assert answer["code"] == 2, (description, answer)
+        assert answer["stderr"].startswith("csvae") and "error:" in answer["stderr"] and message in answer["stderr"], (description, answer)
+        assert answer["stderr"].count("\n") == 1 and "Traceback" not in answer["stderr"], (description, answer)
+        assert not answer["tensorflow"], description
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.tiff").exists() and not (tmp_path / "edited").exists()
+    edited = report["results"][-1]
+    assert edited["code"] == 0, edited
+    with Image.open(out) as written:
+        assert written.format == "JPEG" and written.size == (SIZE, SIZE)
+    assert report["imported"] == []
+    # ~70 MB here (onnxruntime, numpy, Pillow and the 1000x750 draft); the full
+    # picture alone would add 144 MB as uint8
+    assert report["peak_mb"] < 180, report["peak_mb"]

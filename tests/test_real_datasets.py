@@ -114,6 +114,33 @@ def test_celeba_without_data_fails_fast_with_instructions(tmp_path):
     assert data.info("celeba_facial_hair", data_dir=str(tmp_path)).input_shape == (64, 64, 3)
 
 
+def test_csvae_train_data_dir_reaches_tfds_and_the_error_names_the_flag(tmp_path, monkeypatch, capsys):
+    """``csvae train --data-dir DIR`` reads CelebA from DIR (the path tfds is
+    asked for is DIR's); without the data, the one-line error names the flag
+    and ``TFDS_DATA_DIR``."""
+    from keras_csvae import cli
+
+    asked = []
+    load = tfds.load
+
+    def recording_load(name, **kwargs):
+        asked.append(kwargs.get("data_dir"))
+        return load(name, **kwargs)
+
+    monkeypatch.setattr(tfds, "load", recording_load)
+    data_dir = tmp_path / "tfds"
+    data_dir.mkdir()
+    start = time.monotonic()
+    code = cli.main(["train", "--dataset", "celeba_glasses", "--data-dir", str(data_dir), "--image-size", "32",
+                     "--epochs", "1", "--out", str(tmp_path / "run")])
+    error = capsys.readouterr().err
+    assert code == 2 and time.monotonic() - start < 60
+    assert asked and set(asked) == {str(data_dir)}
+    assert error.startswith("csvae train: error: CelebA is not prepared") and error.count("\n") == 1
+    assert "csvae train --data-dir DIR" in error and "TFDS_DATA_DIR" in error and str(data_dir / "celeb_a" / "2.1.0") in error
+    assert list(data_dir.iterdir()) == []  # nothing downloaded
+
+
 # ---------------------------------------------------------------- TFD
 
 # Rows of a tiny TFD file: (expression 1..7 or -1, identity, fold-0 split, fold-1 split).

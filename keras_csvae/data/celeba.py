@@ -29,8 +29,8 @@ Each example is ``(x, y)``:
 Splits: tfds's ``train`` (162,770 images), ``validation`` (19,867) and
 ``test`` (19,962), which are CelebA's official partition.
 
-Options: ``image_size`` (64 or 32), ``data_dir`` (tfds data directory; default
-``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``), ``num_examples`` (first n
+Options: ``image_size`` (64 or 32), ``data_dir`` (tfds data directory, ``csvae
+train --data-dir``; default ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``), ``num_examples`` (first n
 examples of the split). ``load`` streams the split without holding it in
 memory; ``load_arrays`` holds it, so it reads at most ``num_examples``
 (default 5,000, about 245 MB at 64x64).
@@ -124,8 +124,8 @@ def _missing_data_message(data_dir, error: BaseException) -> str:
         f"folder here; if Google Drive refuses (quota), download img_align_celeba.zip, "
         f"list_eval_partition.txt, list_attr_celeba.txt, list_landmarks_align_celeba.txt and "
         f"identity_CelebA.txt from the CelebA site into {os.path.join(root, 'downloads', 'manual')!r} "
-        f"and run the same command. Point the loader at another directory with the option "
-        f"data_dir. (tfds said: {error})"
+        f"and run the same command. To read it from another directory, pass `csvae train --data-dir DIR` "
+        f"or set the TFDS_DATA_DIR environment variable (Python: data_dir=DIR). (tfds said: {error})"
     )
 
 
