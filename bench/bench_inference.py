@@ -122,7 +122,8 @@ def eager_numpy_api():
 
 # -- variants ---------------------------------------------------------------------------------------
 def variants(model, content, export_dir: Path, saved_model_path: Path, x, y):
-    """name -> (batch -> (() -> outputs)). Every variant computes ``manipulate(x[:b], y[:b])``."""
+    """name -> (batch -> (() -> outputs)). Every variant computes the per-label edit
+    ``manipulate(x[:b], y[:b], 1 - y[:b])`` (every label switched)."""
     import onnxruntime as ort
     import tensorflow as tf
 
@@ -149,23 +150,23 @@ def variants(model, content, export_dir: Path, saved_model_path: Path, x, y):
         sessions["onnxruntime int8, 1 thread, no spinning"] = edge.onnx_session(int8, threads=1)
         sessions["onnxruntime int8, 2 threads, no spinning"] = edge.onnx_session(int8, threads=2)
 
-    def eager_manipulate(a, b):
+    def eager_manipulate(x_, y_, y_target):
         with eager_numpy_api():
-            return model.manipulate(a, b)
+            return model.manipulate(x_, y_target, y=y_)
 
     def feeds(batch):
-        return x[:batch], y[:batch]
+        return x[:batch], y[:batch], 1.0 - y[:batch]
 
     out = {
-        "Keras `model.manipulate` (numpy API)": lambda b: (lambda a=feeds(b): model.manipulate(*a)),
+        "Keras `model.manipulate` (numpy API)": lambda b: (lambda a=feeds(b): model.manipulate(a[0], a[2], y=a[1])),
         "before: Keras `model.manipulate` with eager layers": lambda b: (lambda a=feeds(b): eager_manipulate(*a)),
         "Keras: raw `tf.function` of the exported `manipulate`": lambda b: (
             lambda a=[tf.constant(v) for v in feeds(b)]: raw(*a)["x_edited"].numpy()),
         "SavedModel (`tf.saved_model.load`, signature)": lambda b: (
-            lambda a=[tf.constant(v) for v in feeds(b)]: signature(x=a[0], y_target=a[1])["x_edited"].numpy()),
+            lambda a=[tf.constant(v) for v in feeds(b)]: signature(x=a[0], y=a[1], y_target=a[2])["x_edited"].numpy()),
     }
     for name, session in sessions.items():
-        out[name] = lambda b, s=session: (lambda a=feeds(b): s.run(None, {"x": a[0], "y_target": a[1]})[0])
+        out[name] = lambda b, s=session: (lambda a=feeds(b): s.run(None, {"x": a[0], "y": a[1], "y_target": a[2]})[0])
     return out, loaded
 
 
@@ -187,12 +188,12 @@ def edge_parts(export_dir, x, threads, rounds, block, budget):
     editor.edit(png, labels)  # session creation
     session = editor._session("manipulate")
     pixels = edge.decode_image(png, editor.image_shape)[None]
-    y = editor.target(labels)[None]
-    edited = session.run(None, {"x": pixels, "y_target": y})[0]
+    feeds = {"x": pixels, "y": editor.source_labels(labels)[None], "y_target": editor.target(labels)[None]}
+    edited = session.run(None, feeds)[0]
     fns = {
         "edge `Editor.edit`: PNG in → PNG out": lambda: editor.edit(png, labels),
         "  part: `decode_image` (PIL decode + float)": lambda: edge.decode_image(png, editor.image_shape),
-        "  part: onnxruntime `manipulate` (batch 1)": lambda: session.run(None, {"x": pixels, "y_target": y}),
+        "  part: onnxruntime `manipulate` (batch 1)": lambda: session.run(None, feeds),
         "  part: `encode_png` (round + PIL encode)": lambda: edge.encode_png(edited[0]),
     }
     return timed_blocks(fns, rounds, block, budget), len(png)

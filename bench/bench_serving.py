@@ -206,6 +206,12 @@ async def closed_loop(url: str, bodies: list[bytes], concurrency: int, warmup: f
     }
 
 
+def source_and_target(rng: random.Random) -> dict:
+    """Random source labels ``y`` and targets ``y_target`` for one picture."""
+    y_target = [rng.randint(0, 1) for _ in LABELS]
+    return {"y": [rng.randint(0, 1) for _ in LABELS], "y_target": y_target}
+
+
 def request_bodies(pngs: list[bytes]) -> list[bytes]:
     import base64
 
@@ -213,7 +219,7 @@ def request_bodies(pngs: list[bytes]) -> list[bytes]:
     return [
         json.dumps({
             "signature_name": "manipulate_image",
-            "instances": [{"image_bytes": {"b64": base64.b64encode(png).decode()}, "y_target": [rng.randint(0, 1) for _ in LABELS]}],
+            "instances": [{"image_bytes": {"b64": base64.b64encode(png).decode()}, **source_and_target(rng)}],
         }).encode()
         for png in pngs
     ]
@@ -226,13 +232,15 @@ def v2_bodies(pngs: list[bytes]) -> list[tuple[bytes, int]]:
     rng = random.Random(0)
     bodies = []
     for png in pngs:
-        target = struct.pack("<3f", *(rng.randint(0, 1) for _ in LABELS))
+        labels = source_and_target(rng)
+        tensors = {name: struct.pack(f"<{len(LABELS)}f", *values) for name, values in labels.items()}
         picture = len(png).to_bytes(4, "little") + png
         header = json.dumps({"inputs": [
             {"name": "image_bytes", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": len(picture)}},
-            {"name": "y_target", "shape": [1, len(LABELS)], "datatype": "FP32", "parameters": {"binary_data_size": len(target)}},
+            *({"name": name, "shape": [1, len(LABELS)], "datatype": "FP32", "parameters": {"binary_data_size": len(data)}}
+              for name, data in tensors.items()),
         ], "parameters": {"binary_data_output": True}}).encode()
-        bodies.append((header + picture + target, len(header)))
+        bodies.append((header + picture + b"".join(tensors.values()), len(header)))
     return bodies
 
 
@@ -245,7 +253,8 @@ def int8_model(export: Path, directory: Path, pngs: list[bytes]) -> Path:
     from keras_csvae.edge import decode_image
 
     pixels = np.stack([decode_image(p, (64, 64, 3)) for p in pngs])
-    feeds = [{"x": pixels[i : i + 1], "y_target": np.ones((1, len(LABELS)), np.float32)} for i in range(len(pixels))]
+    feeds = [{"x": pixels[i : i + 1], "y": np.zeros((1, len(LABELS)), np.float32), "y_target": np.ones((1, len(LABELS)), np.float32)}
+             for i in range(len(pixels))]
 
     class Reader(quantization.CalibrationDataReader):
         def __init__(self):
@@ -273,7 +282,8 @@ def model_compute(models: dict, quick: bool = False) -> dict:
         for threads in (1, 2):
             session = onnx_session(path, threads=threads)
             for batch in COMPUTE_BATCHES:
-                feeds = {"x": rng.random((batch, 64, 64, 3), dtype=np.float32), "y_target": np.ones((batch, 3), np.float32)}
+                feeds = {"x": rng.random((batch, 64, 64, 3), dtype=np.float32), "y": np.zeros((batch, 3), np.float32),
+                         "y_target": np.ones((batch, 3), np.float32)}
                 session.run(None, feeds)
                 runs = max(2 if quick else 3, (32 if quick else 128) // batch)
                 began = time.perf_counter()

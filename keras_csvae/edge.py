@@ -11,12 +11,16 @@ with ``EXPORT_DIR/onnx/*.onnx`` and ``EXPORT_DIR/metadata.json`` alone::
 
 or from the shell: ``csvae edit face.png --model exports/faces --set glasses=1 --out edited.png``.
 
-How an edit works (the paper's rule, as the exported graphs compute it):
-``z`` = mean of ``q(z|x)``; ``w`` = mean of the prior ``p(w|y_target)``
-(``manipulate.onnx``), or with a *style*: label ``i``'s columns
-``i*w_dim:(i+1)*w_dim`` of ``w`` set to a fixed point of ``W_i`` instead
-(``edit_at.onnx``). Labels not given are set to 0 (absent): the model has no
-way to read the current labels of a picture, and the edit needs them all.
+How an edit works (as the exported graphs compute it): ``z`` = mean of
+``q(z|x)``; the subspaces ``W_i`` of the labels the edit switches go to the
+mean of the prior ``p(w_i | y_target_i)``, the others keep their posterior
+mean ``E[w_i | x, y]`` under the picture's own labels ``y``
+(``manipulate.onnx``); with a *style*, the columns ``i*w_dim:(i+1)*w_dim`` of
+``w`` of each label set to 1 are a fixed point of ``W_i`` instead
+(``edit_at.onnx``, with ``encode.onnx`` for the kept subspaces). The model
+cannot read a picture's labels, so the source labels ``y`` are what the
+caller says (``source=`` / ``--from``), and otherwise: a label being set to 1
+was 0, a label being set to 0 was 1, and every other label is 0 and stays 0.
 
 The image helpers (``decode_image``, ``encode_png``, ``onnx_session``) are
 shared with ``serving.backends`` so that the local server and the editor
@@ -349,24 +353,38 @@ class Editor:
                 raise EditError(f"{path} is missing: export the model with ONNX (`csvae export --format onnx`).")
             session = onnx_session(path, self.threads)
             inputs = sorted(i.name for i in session.get_inputs())
-            expected = {"manipulate": ["x", "y_target"], "edit_at": ["w", "x"]}.get(name)
-            if expected and inputs != expected:
+            # manipulate.onnx of exports before the per-label edit takes no source labels.
+            expected = {"manipulate": (["x", "y", "y_target"], ["x", "y_target"]), "edit_at": (["w", "x"],),
+                        "encode": (["x", "y"],)}.get(name)
+            if expected and inputs not in expected:
                 raise EditError(
-                    f"{path.name} takes inputs {inputs}; the editor needs {expected} "
+                    f"{path.name} takes inputs {inputs}; the editor needs {expected[0]} "
                     f"(a CSVAE export; this is a {self.metadata.get('model', {}).get('model_type')!r} model)."
                 )
             self._sessions[name] = session
         return self._sessions[name]
 
     # -- inputs -----------------------------------------------------------------------
-    def target(self, labels: dict) -> np.ndarray:
-        """``{"glasses": 1, ...}`` -> ``y_target`` ``[k]`` float32; labels not given are 0.
+    def target(self, labels: dict, source: dict | None = None) -> np.ndarray:
+        """``{"glasses": 1, ...}`` -> ``y_target`` ``[k]`` float32; labels not given
+        keep their source value (``source_labels``).
 
         Raises:
           EditError: an unknown label or a value outside [0, 1]; the message lists the labels.
         """
+        return self._label_vector(labels, self.source_labels(labels, source))
+
+    def source_labels(self, labels: dict, source: dict | None = None) -> np.ndarray:
+        """The picture's own labels ``y`` ``[k]``: ``source`` where given; else a
+        label set to 0 by ``labels`` was 1, one set above 0 was 0, and any other is 0."""
+        zeros = np.zeros(len(self.label_names), np.float32)
+        wanted = self._label_vector(labels, zeros)  # checks the names and values
+        switched = {name: float(wanted[self.label_names.index(name)] == 0) for name in labels}
+        return self._label_vector({**switched, **(source or {})}, zeros)
+
+    def _label_vector(self, labels: dict, base: np.ndarray) -> np.ndarray:
         known = ", ".join(self.label_names)
-        y = np.zeros(len(self.label_names), np.float32)
+        y = np.array(base, np.float32)
         for name, value in labels.items():
             if name not in self.label_names:
                 raise EditError(f"unknown label {name!r}; this model's labels are: {known}.")
@@ -409,34 +427,53 @@ class Editor:
             array = np.stack([resize(np.clip(a, 0.0, 1.0), height, width) for a in array])
         return array, False
 
-    def style_w(self, y: np.ndarray, style: int, points: np.ndarray | None = None) -> np.ndarray:
-        """``w`` ``[n, k·w_dim]`` for targets ``y`` ``[n, k]``: the prior mean, with
-        every present label's subspace at style point ``style``."""
+    def edit_w(self, x: np.ndarray, y: np.ndarray, y_target: np.ndarray) -> np.ndarray:
+        """``w`` ``[n, k·w_dim]`` of the per-label edit: the target prior's mean for
+        the switched labels, ``E[w_i | x, y]`` (``encode.onnx``) for the others."""
+        if self.prior is None or not self.w_dim:
+            raise EditError("styles need a CSVAE export (its metadata has no w_dim / prior).")
+        w, _ = prior_w(y_target, self.prior, self.w_dim)
+        keep = np.repeat(y == y_target, self.w_dim, axis=-1)
+        if keep.any():
+            session = self._session("encode")
+            names = [o.name for o in session.get_outputs()]
+            w_mean = session.run(None, {"x": x, "y": y})[names.index("w_mean")]
+            w = np.where(keep, w_mean, w)
+        return w
+
+    def style_w(self, w: np.ndarray, present, style: int, points: np.ndarray | None = None) -> np.ndarray:
+        """``w`` ``[n, k·w_dim]`` with the subspaces of the labels ``present``
+        (indices) at style point ``style`` of ``style_grid``."""
         if self.prior is None or not self.w_dim:
             raise EditError("styles need a CSVAE export (its metadata has no w_dim / prior).")
         points = style_grid(self.prior, self.w_dim) if points is None else points
         if isinstance(style, bool) or not isinstance(style, (int, np.integer)) or not 0 <= style < len(points):
             raise EditError(f"--style must be an integer from 0 to {len(points) - 1}, got {style!r}.")
-        present = [i for i in range(y.shape[-1]) if np.all(y[:, i] == 1.0)]
         if not present:
             raise EditError(
                 "a style is a point in a present label's subspace: set at least one label to 1 "
                 f"(labels: {', '.join(self.label_names)})."
             )
-        w, _ = prior_w(y, self.prior, self.w_dim)
+        w = np.array(w, np.float32)
         for i in present:
             w[:, i * self.w_dim : (i + 1) * self.w_dim] = points[style]
         return w
 
+    def _styled(self, labels: dict) -> list[int]:
+        """Indices of the labels that ``labels`` sets to 1: the ones a style draws."""
+        return [self.label_names.index(name) for name, value in labels.items() if float(value) == 1.0]
+
     # -- edits ---------------------------------------------------------------------------
-    def edit(self, image, labels: dict, style: int | None = None):
-        """Edits ``image`` to have ``labels`` (others absent), optionally in style ``style``.
+    def edit(self, image, labels: dict, style: int | None = None, source: dict | None = None):
+        """Edits ``image`` to have ``labels``, optionally in style ``style``.
 
         Args:
           image: PNG/JPEG/GIF/BMP bytes or a path to such a file; or an array
             ``[H, W, C]`` / ``[n, H, W, C]`` (uint8, or float in [0, 1]),
             resized to the model's size if it differs.
-          labels: ``{label_name: 0 or 1}``.
+          labels: ``{label_name: 0 or 1}``: the labels to set.
+          source: ``{label_name: 0 or 1}``: the picture's own labels, where known
+            (default: see ``source_labels``); labels not in ``labels`` keep them.
           style: ``None`` for the prior mean (``manipulate.onnx``), or ``K`` in
             ``[0, STYLE_SIDE²)``: the K-th point of ``style_grid`` in every
             present label's subspace (``edit_at.onnx``).
@@ -446,17 +483,20 @@ class Editor:
           ``[H, W, C]`` (``[n, H, W, C]`` for a batch) in [0, 1].
         """
         x, as_bytes = self._pixels(image)
-        y = np.repeat(self.target(labels)[None], len(x), axis=0)
+        y = np.repeat(self.source_labels(labels, source)[None], len(x), axis=0)
+        y_target = np.repeat(self.target(labels, source)[None], len(x), axis=0)
         if style is None:
-            (edited,) = self._session("manipulate").run(None, {"x": x, "y_target": y})
+            session = self._session("manipulate")
+            feeds = {"x": x, "y": y, "y_target": y_target}
+            (edited,) = session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})
         else:
-            w = self.style_w(y, style)
+            w = self.style_w(self.edit_w(x, y, y_target), self._styled(labels), style)
             (edited,) = self._session("edit_at").run(None, {"x": x, "w": w})
         if as_bytes:
             return encode_png(edited[0])
         return edited if np.ndim(image) == 4 else edited[0]
 
-    def grid(self, image, labels: dict, side: int = STYLE_SIDE) -> np.ndarray:
+    def grid(self, image, labels: dict, side: int = STYLE_SIDE, source: dict | None = None) -> np.ndarray:
         """A traversal of the present labels' subspaces: ``side × side`` edits of
         one picture, tile ``K`` (row-major) at ``style_grid(side)[K]`` — with the
         default ``side`` exactly the ``--style K`` edits. Returns a float32 mosaic."""
@@ -468,8 +508,8 @@ class Editor:
         if self.prior is None or not self.w_dim:
             raise EditError("a traversal grid needs a CSVAE export (its metadata has no w_dim / prior).")
         points = style_grid(self.prior, self.w_dim, side=side)
-        y = np.repeat(self.target(labels)[None], len(points), axis=0)
-        w = np.concatenate([self.style_w(y[:1], k, points) for k in range(len(points))])
+        base = self.edit_w(x, self.source_labels(labels, source)[None], self.target(labels, source)[None])
+        w = np.concatenate([self.style_w(base, self._styled(labels), k, points) for k in range(len(points))])
         (edited,) = self._session("edit_at").run(None, {"x": np.repeat(x, len(points), axis=0), "w": w})
         return mosaic(edited, columns=side)
 
@@ -489,7 +529,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="edit a picture with an export's ONNX files (onnxruntime only, no TensorFlow)",
         description=(
             "Sets labels of a picture with the exported CSVAE: the rest of the picture (its z) is kept. "
-            "Labels not given are set to 0. Uses only onnxruntime, numpy and Pillow."
+            "Labels not given keep their value (--from, default 0). Uses only onnxruntime, numpy and Pillow."
         ),
     )
     parser.add_argument("input", help=f"the picture to edit (PNG, JPEG, GIF or BMP; up to {MAX_IMAGE_PIXELS / 1e6:.0f} MP, EXIF orientation applied)")
@@ -497,6 +537,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--set", dest="labels", action="append", type=_label_value, required=True, metavar="LABEL=VALUE",
         help="a target label, 0 or 1 (repeat for several: --set glasses=1 --set smile=0)",
+    )
+    parser.add_argument(
+        "--from", dest="source", action="append", type=_label_value, default=[], metavar="LABEL=VALUE",
+        help="a label the picture has now, 0 or 1 (default: a label set to 1 was 0, set to 0 was 1, others 0)",
     )
     how = parser.add_mutually_exclusive_group()
     how.add_argument("--style", type=int, metavar="K", help=f"the K-th of {STYLE_SIDE ** 2} fixed styles in each present label's subspace")
@@ -514,10 +558,11 @@ def run(args) -> Path:
     Raises:
       EditError: on user errors (reported by the CLI on one line, exit status 2).
     """
-    names = [name for name, _ in args.labels]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise EditError(f"--set {', '.join(duplicates)} given more than once.")
+    for flag, pairs in (("--set", args.labels), ("--from", args.source)):
+        names = [name for name, _ in pairs]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise EditError(f"{flag} {', '.join(duplicates)} given more than once.")
     # --out is checked before any work, so that a typo costs nothing.
     out = Path(args.out)
     if out.is_dir():
@@ -526,20 +571,20 @@ def run(args) -> Path:
         raise EditError(f"cannot write {out}: {out.parent} is not a directory.")
     fmt = output_format(out)
     editor = Editor(args.model, threads=args.threads)
-    labels = dict(args.labels)
+    labels, source = dict(args.labels), dict(args.source)
     data = Path(args.input)
     if not data.is_file():
         raise EditError(f"{args.input} does not exist." if not data.exists() else f"{args.input} is not a file.")
     pixels, _ = editor._pixels(data)
     if args.grid:
-        edited = editor.grid(pixels[0], labels, side=args.grid_size)
+        edited = editor.grid(pixels[0], labels, side=args.grid_size, source=source)
     else:
-        edited = editor.edit(pixels[0], labels, style=args.style)
+        edited = editor.edit(pixels[0], labels, style=args.style, source=source)
     try:
         out.write_bytes(encode_image(edited, fmt))
     except OSError as err:
         raise EditError(f"cannot write {out}: {err.strerror or err}.") from err
-    target = " ".join(f"{name}={value:g}" for name, value in zip(editor.label_names, editor.target(labels)))
+    target = " ".join(f"{name}={value:g}" for name, value in zip(editor.label_names, editor.target(labels, source)))
     extra = f", style {args.style}" if args.style is not None else (f", {args.grid_size}x{args.grid_size} grid" if args.grid else "")
     print(f"Wrote {out} ({target}{extra})")
     return out

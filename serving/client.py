@@ -8,8 +8,8 @@ can be copied into any app::
     client = TFServingClient("http://127.0.0.1:8501", model="csvae")
     client.status()                       # {"model_version_status": [{"version": "1", "state": "AVAILABLE", ...}]}
     edited_png = client.manipulate_image(open("face.png", "rb").read(), [1, 0, 0])
-    client.predict([{"x": pixels, "y_target": [1, 0, 0]}])              # row format -> predictions
-    client.predict(inputs={"x": batch, "y_target": targets})            # columnar -> outputs
+    client.predict([{"x": pixels, "y": [0, 0, 0], "y_target": [1, 0, 0]}])   # row format -> predictions
+    client.predict(inputs={"x": batch, "y": labels, "y_target": targets})     # columnar -> outputs
 
 Requests and answers are exactly TF Serving's (``../shared/serving-api.md``);
 an error answer raises ``ClientError`` with its status and message.
@@ -78,6 +78,7 @@ class TFServingClient:
         self.url, self.model, self.version, self.label = url.rstrip("/"), model, version, label
         self.timeout = timeout
         self.label_names = tuple(label_names) if label_names else None
+        self._image_input_names = None
 
     @property
     def model_path(self) -> str:
@@ -130,25 +131,67 @@ class TFServingClient:
         answer = self.request("POST", self.model_path + ":predict", body)
         return answer["predictions"] if instances is not None else answer["outputs"]
 
-    def _target(self, target) -> list:
+    def _target(self, target, base=None) -> list:
+        """Label values in label order; a ``{label: value}`` dict is filled in from
+        ``base`` (the source labels), else 0."""
         if isinstance(target, dict):
             if not self.label_names:
                 raise ValueError("targets as {label: value} need label_names=... (metadata.json's model.label_names)")
             unknown = sorted(set(target) - set(self.label_names))
             if unknown:
                 raise ValueError(f"unknown label(s) {unknown}; labels: {', '.join(self.label_names)}")
-            return [float(target.get(name, 0)) for name in self.label_names]
+            base = base or [0.0] * len(self.label_names)
+            return [float(target.get(name, b)) for name, b in zip(self.label_names, base)]
         return [float(v) for v in target]
 
-    def manipulate_images(self, images, targets) -> list[bytes]:
+    def _source(self, target, source) -> list:
+        """The picture's own labels: ``source`` if given; else, for a ``{label: value}``
+        target, each named label the opposite of its target (the edit switches it)
+        and the others 0; for a full target vector, all 0."""
+        if source is not None:
+            return self._target(source)
+        if isinstance(target, dict):
+            self._target(target)  # checks the names
+            return [float(name in target and float(target[name]) == 0) for name in self.label_names]
+        return [0.0] * len(self._target(target))
+
+    def _image_inputs(self) -> set:
+        """Input names of ``manipulate_image`` (read once from the model's metadata)."""
+        if self._image_input_names is None:
+            signatures = self.metadata()["metadata"]["signature_def"]["signature_def"]
+            self._image_input_names = set(signatures.get("manipulate_image", {}).get("inputs", {}))
+        return self._image_input_names
+
+    def manipulate_images(self, images, targets, sources=None) -> list[bytes]:
         """Edits encoded pictures (PNG/JPEG bytes) to ``targets`` (one per picture, or
-        one for all) with the ``manipulate_image`` signature; returns PNG bytes."""
+        one for all) with the ``manipulate_image`` signature; returns PNG bytes.
+
+        ``sources``: the pictures' own labels (one per picture, or one for all),
+        which the per-label edit keeps for the labels it does not switch;
+        default: see ``_source``. Exports whose ``manipulate_image`` takes no
+        ``y`` are sent none."""
         images = list(images)
-        targets = [targets] * len(images) if isinstance(targets, dict) or not hasattr(targets[0], "__len__") else list(targets)
-        instances = [{"image_bytes": b64(image), "y_target": self._target(t)} for image, t in zip(images, targets)]
+
+        def per_picture(values):
+            single = values is None or isinstance(values, dict) or not hasattr(values[0], "__len__")
+            return [values] * len(images) if single else list(values)
+
+        targets, sources = per_picture(targets), per_picture(sources)
+        with_source = "y" in self._image_inputs()
+        instances = []
+        for image, target, source in zip(images, targets, sources):
+            y = self._source(target, source)
+            instance = {"image_bytes": b64(image), "y_target": self._target(target, base=y)}
+            if with_source:
+                instance["y"] = y
+            instances.append(instance)
         predictions = self.predict(instances, signature_name="manipulate_image")
         return [base64.b64decode(p["b64"]) for p in predictions]
 
-    def manipulate_image(self, png_bytes: bytes, target) -> bytes:
-        """One picture: ``target`` is ``[k]`` values in label order, or ``{label: value}``."""
-        return self.manipulate_images([png_bytes], [target] if not isinstance(target, dict) else target)[0]
+    def manipulate_image(self, png_bytes: bytes, target, source=None) -> bytes:
+        """One picture: ``target`` (and ``source``, its own labels) are ``[k]``
+        values in label order, or ``{label: value}``."""
+        return self.manipulate_images(
+            [png_bytes], [target] if not isinstance(target, dict) else target,
+            None if source is None else ([source] if not isinstance(source, dict) else source),
+        )[0]

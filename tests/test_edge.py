@@ -44,18 +44,19 @@ def test_edit_matches_the_keras_model_and_the_savedmodel(editor, model, export_d
     pixels = np.stack([edge.decode_image(p, (SIZE, SIZE, 3)) for p in pngs])
     labels = {"glasses": 1, "facial_hair": 1}
     y = np.array([[1, 0, 1]] * 3, np.float32)
-    expected = model.manipulate(pixels, y)
+    source = np.zeros_like(y)  # by default a label set to 1 was 0; smile, not given, is 0 and kept
+    expected = model.manipulate(pixels, y, y=source)
     edited = np.stack([editor.edit(p, labels) for p in pixels])  # arrays in, arrays out
     np.testing.assert_allclose(edited, expected, atol=1e-5)
     as_png = decode_pngs([editor.edit(p, labels) for p in pngs])  # bytes in, PNG out
     loaded = tf.saved_model.load(str(export_dir / "savedmodel" / "csvae" / "1"))
-    savedmodel = loaded.signatures["manipulate_image"](image_bytes=tf.constant(np.array(pngs, object)), y_target=tf.constant(y))
+    savedmodel = loaded.signatures["manipulate_image"](image_bytes=tf.constant(np.array(pngs, object)), y=tf.constant(source), y_target=tf.constant(y))
     assert np.abs(as_png - decode_pngs(savedmodel["edited_image_bytes"].numpy())).max() <= 1
     # a batch, and a uint8 picture of another size (resized like the SavedModel does)
     np.testing.assert_allclose(editor.edit(pixels, labels), edited, atol=1e-6)
     big = np.random.default_rng(21).integers(0, 256, (40, 30, 3), dtype=np.uint8)
     resized = tf.image.resize(big[None] / 255, [SIZE, SIZE], antialias=True).numpy().astype(np.float32)
-    np.testing.assert_allclose(editor.edit(big, {"smile": 1}), model.manipulate(resized, [[0, 1, 0]])[0], atol=1e-5)
+    np.testing.assert_allclose(editor.edit(big, {"smile": 1}), model.manipulate(resized, [[0, 1, 0]], y=[[0, 0, 0]])[0], atol=1e-5)
 
 
 def test_decode_image_matches_tensorflow():
@@ -80,7 +81,8 @@ def test_styles_are_points_of_the_label_subspace(editor, model, export_dir):
     np.testing.assert_allclose(grid, model.subspace_grid("glasses", n=3, extent=2.0), atol=1e-6)
     for k in (0, 4, 8):
         edited = editor.edit(x[0], {"glasses": 1}, style=k)
-        expected = model.manipulate(x, [[1, 0, 0]], w_points={"glasses": grid[k]})[0]
+        # glasses at the style point, the other subspaces at their posterior means
+        expected = model.manipulate(x, [[1, 0, 0]], y=[[0, 0, 0]], w_points={"glasses": grid[k]})[0]
         np.testing.assert_allclose(edited, expected, atol=1e-5)
     assert np.abs(editor.edit(x[0], {"glasses": 1}, style=0) - editor.edit(x[0], {"glasses": 1}, style=8)).max() > 1e-4
     mosaic = editor.grid(x[0], {"glasses": 1})
@@ -88,6 +90,18 @@ def test_styles_are_points_of_the_label_subspace(editor, model, export_dir):
     assert mosaic.shape == (3 * SIZE + 2 * gap, 3 * SIZE + 2 * gap, 3)
     tile = mosaic[SIZE + gap : 2 * SIZE + gap, 2 * (SIZE + gap) : 3 * SIZE + 2 * gap]  # row 1, column 2: K = 5
     np.testing.assert_allclose(tile, editor.edit(x[0], {"glasses": 1}, style=5), atol=1e-6)
+
+
+def test_source_labels_are_kept_and_switched(editor, model):
+    x, _ = images(2, seed=27)
+    # The picture smiles: smile is kept (its posterior w under smile = 1), glasses switched on.
+    edited = editor.edit(x, {"glasses": 1}, source={"smile": 1})
+    np.testing.assert_allclose(edited, model.manipulate(x, [[1, 1, 0]], y=[[0, 1, 0]]), atol=1e-5)
+    # Setting a label to 0 assumes the picture had it.
+    np.testing.assert_array_equal(editor.source_labels({"facial_hair": 0}), [0, 0, 1])
+    np.testing.assert_array_equal(editor.target({"facial_hair": 0}, {"smile": 1}), [0, 1, 0])
+    with pytest.raises(edge.EditError, match="unknown label 'hat'"):
+        editor.edit(x, {"glasses": 1}, source={"hat": 1})
 
 
 @pytest.mark.parametrize(
@@ -147,7 +161,7 @@ def test_csvae_edit_in_a_fresh_process_without_tensorflow(editor, export_dir, tm
     assert result.returncode == 0, result.stderr
     assert "Wrote" in result.stdout and "glasses=1 smile=0 facial_hair=0" in result.stdout
     assert "IMPORTED:\n" in result.stdout  # neither tensorflow, keras nor tensorflow_probability
-    assert out.read_bytes() == editor.edit(source.read_bytes(), {"glasses": 1})
+    assert out.read_bytes() == editor.edit(source.read_bytes(), {"glasses": 1, "smile": 0})
 
 
 def _csvae_in_process(*args) -> int:
@@ -171,6 +185,8 @@ def test_csvae_edit_style_grid_and_errors(editor, export_dir, tmp_path, capsys):
     source.write_bytes(png_of(x[0]))
     assert _csvae_in_process("edit", source, "--model", export_dir, "--set", "glasses=1", "--style", 4, "--out", tmp_path / "s.png") == 0
     assert (tmp_path / "s.png").read_bytes() == editor.edit(source.read_bytes(), {"glasses": 1}, style=4)
+    assert _csvae_in_process("edit", source, "--model", export_dir, "--set", "glasses=1", "--from", "smile=1", "--out", tmp_path / "f.png") == 0
+    assert (tmp_path / "f.png").read_bytes() == editor.edit(source.read_bytes(), {"glasses": 1}, source={"smile": 1})
     assert _csvae_in_process("edit", source, "--model", export_dir, "--set", "glasses=1", "--grid", "--out", tmp_path / "g.png") == 0
     assert decode_pngs([(tmp_path / "g.png").read_bytes()]).shape == (1, 3 * SIZE + 4, 3 * SIZE + 4, 3)
     capsys.readouterr()

@@ -214,14 +214,14 @@ def test_metadata_shape_and_signatures(servers):
 def test_predict_row_and_columnar(servers, reference, backend):
     x, y = images(3, seed=1)
     if backend == "onnx":
-        expected = reference["onnx"]("manipulate", x=x, y_target=y)["x_edited"]
+        expected = reference["onnx"]("manipulate", x=x, y=1 - y, y_target=y)["x_edited"]
     else:
-        expected = reference["savedmodel"](2, "serving_default", x=x, y_target=y)["x_edited"]
+        expected = reference["savedmodel"](2, "serving_default", x=x, y=1 - y, y_target=y)["x_edited"]
     server = servers[backend]
-    status, body = call(server, "POST", "/v1/models/csvae:predict", {"instances": [{"x": x[i].tolist(), "y_target": y[i].tolist()} for i in range(3)]})
+    status, body = call(server, "POST", "/v1/models/csvae:predict", {"instances": [{"x": x[i].tolist(), "y": (1 - y[i]).tolist(), "y_target": y[i].tolist()} for i in range(3)]})
     assert status == 200 and set(body) == {"predictions"}
     np.testing.assert_array_equal(np.array(body["predictions"], np.float32), expected)  # float32 text round-trips exactly
-    status, body = call(server, "POST", "/v1/models/csvae:predict", {"signature_name": "manipulate", "inputs": {"x": x.tolist(), "y_target": y.tolist()}})
+    status, body = call(server, "POST", "/v1/models/csvae:predict", {"signature_name": "manipulate", "inputs": {"x": x.tolist(), "y": (1 - y).tolist(), "y_target": y.tolist()}})
     assert status == 200 and set(body) == {"outputs"}
     np.testing.assert_array_equal(np.array(body["outputs"], np.float32), expected)
 
@@ -251,21 +251,21 @@ def test_several_outputs_and_composed_signatures(servers, reference, backend):
 def test_manipulate_image_b64_in_and_out(servers, reference, backend):
     x, y = images(2, seed=4)
     pngs = [png_of(p) for p in x]
-    request = {"signature_name": "manipulate_image", "instances": [{"image_bytes": {"b64": base64.b64encode(p).decode()}, "y_target": t.tolist()} for p, t in zip(pngs, y)]}
+    request = {"signature_name": "manipulate_image", "instances": [{"image_bytes": {"b64": base64.b64encode(p).decode()}, "y": (1 - t).tolist(), "y_target": t.tolist()} for p, t in zip(pngs, y)]}
     status, body = call(servers[backend], "POST", "/v1/models/csvae:predict", request)
     assert status == 200 and [set(p) for p in body["predictions"]] == [{"b64"}, {"b64"}]
     edited = decode_pngs([base64.b64decode(p["b64"]) for p in body["predictions"]])
     assert edited.shape == (2, SIZE, SIZE, 3)
     if backend == "onnx":
         pixels = np.stack([edge.decode_image(p, (SIZE, SIZE, 3)) for p in pngs])
-        expected = decode_pngs([png_of(e) for e in reference["onnx"]("manipulate", x=pixels, y_target=y)["x_edited"]])
+        expected = decode_pngs([png_of(e) for e in reference["onnx"]("manipulate", x=pixels, y=1 - y, y_target=y)["x_edited"]])
     else:
-        expected = decode_pngs(reference["savedmodel"](2, "manipulate_image", image_bytes=np.array(pngs, object), y_target=y)["edited_image_bytes"])
+        expected = decode_pngs(reference["savedmodel"](2, "manipulate_image", image_bytes=np.array(pngs, object), y=1 - y, y_target=y)["edited_image_bytes"])
     assert np.abs(edited - expected).max() <= 1  # same pixels but for the last rounding
     # the client, with targets by label name; and the columnar form
     client = TFServingClient(servers[backend].url, label_names=LABELS)
     assert decode_pngs([client.manipulate_image(pngs[0], {"glasses": y[0, 0], "smile": y[0, 1], "facial_hair": y[0, 2]})])[0].tolist() == edited[0].tolist()
-    status, body = call(servers[backend], "POST", "/v1/models/csvae:predict", {"signature_name": "manipulate_image", "inputs": {"image_bytes": [b64(p) for p in pngs], "y_target": y.tolist()}})
+    status, body = call(servers[backend], "POST", "/v1/models/csvae:predict", {"signature_name": "manipulate_image", "inputs": {"image_bytes": [b64(p) for p in pngs], "y": (1 - y).tolist(), "y_target": y.tolist()}})
     assert status == 200 and decode_pngs([base64.b64decode(o["b64"]) for o in body["outputs"]]).tolist() == edited.tolist()
 
 
@@ -274,13 +274,13 @@ def test_versions_side_by_side(savedmodel_server, reference):
     outputs = {}
     for version in (1, 2, None):
         client = TFServingClient(savedmodel_server.url, version=version)
-        outputs[version] = np.array(client.predict(inputs={"x": x, "y_target": y}), np.float32)
-    np.testing.assert_allclose(outputs[1], reference["savedmodel"](1, "manipulate", x=x, y_target=y)["x_edited"], atol=1e-6)
-    np.testing.assert_allclose(outputs[2], reference["savedmodel"](2, "manipulate", x=x, y_target=y)["x_edited"], atol=1e-6)
+        outputs[version] = np.array(client.predict(inputs={"x": x, "y": 1 - y, "y_target": y}), np.float32)
+    np.testing.assert_allclose(outputs[1], reference["savedmodel"](1, "manipulate", x=x, y=1 - y, y_target=y)["x_edited"], atol=1e-6)
+    np.testing.assert_allclose(outputs[2], reference["savedmodel"](2, "manipulate", x=x, y=1 - y, y_target=y)["x_edited"], atol=1e-6)
     np.testing.assert_array_equal(outputs[None], outputs[2])  # the newest answers without a version
     assert np.abs(outputs[1] - outputs[2]).max() > 1e-3  # two different models
     with pytest.raises(ClientError) as error:
-        TFServingClient(savedmodel_server.url, version=3).predict(inputs={"x": x, "y_target": y})
+        TFServingClient(savedmodel_server.url, version=3).predict(inputs={"x": x, "y": 1 - y, "y_target": y})
     assert error.value.status == 404 and error.value.message == "Servable not found for request: Specific(csvae, 3)"
 
 
@@ -305,12 +305,14 @@ def test_open_inference_protocol(onnx_server, reference):
     assert call(server, "GET", "/v2/models/csvae/ready") == (200, {"name": "csvae", "ready": True})
     assert call(server, "GET", "/v2/models/csvae/versions/1") == (200, {
         "name": "csvae", "versions": ["1"], "platform": "onnxruntime_onnx",
-        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 16, 16, 3]}, {"name": "y_target", "datatype": "FP32", "shape": [-1, 3]}],
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 16, 16, 3]}, {"name": "y", "datatype": "FP32", "shape": [-1, 3]},
+                   {"name": "y_target", "datatype": "FP32", "shape": [-1, 3]}],
         "outputs": [{"name": "x_edited", "datatype": "FP32", "shape": [-1, 16, 16, 3]}],
     })
     x, y = images(2, seed=6)
     request = {"id": "r1", "inputs": [
         {"name": "x", "shape": [2, 16, 16, 3], "datatype": "FP32", "data": x.ravel().tolist()},
+        {"name": "y", "shape": [2, 3], "datatype": "FP32", "data": (1 - y).ravel().tolist()},
         {"name": "y_target", "shape": [2, 3], "datatype": "FP32", "data": y.tolist()},  # nested data is accepted too
     ]}
     status, body = call(server, "POST", "/v2/models/csvae/infer", request)
@@ -318,17 +320,18 @@ def test_open_inference_protocol(onnx_server, reference):
     assert (body["model_name"], body["model_version"], body["id"]) == ("csvae", "1", "r1")
     (output,) = body["outputs"]
     assert (output["name"], output["datatype"], output["shape"]) == ("x_edited", "FP32", [2, 16, 16, 3])
-    np.testing.assert_array_equal(np.array(output["data"], np.float32).reshape(2, 16, 16, 3), reference["onnx"]("manipulate", x=x, y_target=y)["x_edited"])
+    np.testing.assert_array_equal(np.array(output["data"], np.float32).reshape(2, 16, 16, 3), reference["onnx"]("manipulate", x=x, y=1 - y, y_target=y)["x_edited"])
     # a picture through BYTES (base64 content type), asking for one output
     png = png_of(x[0])
     request = {"parameters": {"signature_name": "manipulate_image"}, "outputs": [{"name": "edited_image_bytes"}], "inputs": [
         {"name": "image_bytes", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(png).decode()], "parameters": {"content_type": "base64"}},
+        {"name": "y", "shape": [1, 3], "datatype": "FP32", "data": (1 - y[0]).tolist()},
         {"name": "y_target", "shape": [1, 3], "datatype": "FP32", "data": y[0].tolist()},
     ]}
     status, body = call(server, "POST", "/v2/models/csvae/versions/1/infer", request)
     assert status == 200 and body["outputs"][0]["parameters"] == {"content_type": "base64"}
     edited = decode_pngs([base64.b64decode(body["outputs"][0]["data"][0])])
-    v1 = TFServingClient(server.url).manipulate_image(png, y[0].tolist())
+    v1 = TFServingClient(server.url).manipulate_image(png, y[0].tolist(), source=(1 - y[0]).tolist())
     assert edited.tolist() == decode_pngs([v1]).tolist()
 
 
@@ -351,7 +354,7 @@ def _hostile_requests():
     predict = "/v1/models/csvae:predict"
 
     def image_request(data):
-        return {"signature_name": "manipulate_image", "instances": [{"image_bytes": data, "y_target": good_y}]}
+        return {"signature_name": "manipulate_image", "instances": [{"image_bytes": data, "y": good_y, "y_target": good_y}]}
 
     nested = b"[" * 5000 + b"]" * 5000
     return [
@@ -359,31 +362,31 @@ def _hostile_requests():
         ("bad JSON", "POST", predict, b"{instances: [1, 2]", 400),
         ("JSON not an object", "POST", predict, b"[1, 2, 3]", 400),
         ("deeply nested JSON", "POST", predict, b'{"instances": ' + nested + b"}", 400),
-        ("NaN literal", "POST", predict, b'{"instances": [{"x": NaN, "y_target": [0, 0, 0]}]}', 400),
-        ("infinite number", "POST", predict, b'{"inputs": {"x": [[[[1e999]]]], "y_target": [[0, 0, 0]]}}', 400),
-        ("number beyond float32", "POST", predict, {"inputs": {"x": (np.ones((1, 16, 16, 3)) * 1e39).tolist(), "y_target": [good_y]}}, 400),
-        ("integer beyond float32's exact range", "POST", predict, {"inputs": {"x": [good_x], "y_target": [[2**40, 0, 0]]}}, 400),
+        ("NaN literal", "POST", predict, b'{"instances": [{"x": NaN, "y": [0, 0, 0], "y_target": [0, 0, 0]}]}', 400),
+        ("infinite number", "POST", predict, b'{"inputs": {"x": [[[[1e999]]]], "y": [[0, 0, 0]], "y_target": [[0, 0, 0]]}}', 400),
+        ("number beyond float32", "POST", predict, {"inputs": {"x": (np.ones((1, 16, 16, 3)) * 1e39).tolist(), "y": [good_y], "y_target": [good_y]}}, 400),
+        ("integer beyond float32's exact range", "POST", predict, {"inputs": {"x": [good_x], "y": [good_y], "y_target": [[2**40, 0, 0]]}}, 400),
         ("missing instances and inputs", "POST", predict, {"signature_name": "manipulate"}, 400),
-        ("both instances and inputs", "POST", predict, {"instances": [{"x": good_x, "y_target": good_y}], "inputs": {"x": [good_x], "y_target": [good_y]}}, 400),
+        ("both instances and inputs", "POST", predict, {"instances": [{"x": good_x, "y": good_y, "y_target": good_y}], "inputs": {"x": [good_x], "y": [good_y], "y_target": [good_y]}}, 400),
         ("instances not a list", "POST", predict, {"instances": {"x": good_x}}, 400),
         ("empty instances", "POST", predict, {"instances": []}, 400),
         ("plain list for two inputs", "POST", predict, {"instances": [good_x]}, 400),
         ("missing input in an instance", "POST", predict, {"instances": [{"x": good_x}]}, 400),
-        ("unknown input in an instance", "POST", predict, {"instances": [{"x": good_x, "y_target": good_y, "z": 1}]}, 400),
+        ("unknown input in an instance", "POST", predict, {"instances": [{"x": good_x, "y": good_y, "y_target": good_y, "z": 1}]}, 400),
         ("missing named input (columnar)", "POST", predict, {"inputs": {"x": [good_x]}}, 400),
-        ("wrong image shape", "POST", predict, {"instances": [{"x": np.zeros((8, 8, 3)).tolist(), "y_target": good_y}]}, 400),
-        ("wrong label count", "POST", predict, {"instances": [{"x": good_x, "y_target": [1, 0]}]}, 400),
-        ("ragged rows", "POST", predict, {"instances": [{"x": good_x, "y_target": good_y}, {"x": good_x[:3], "y_target": good_y}]}, 400),
-        ("strings for floats", "POST", predict, {"instances": [{"x": good_x, "y_target": ["a", "b", "c"]}]}, 400),
-        ("booleans for floats", "POST", predict, {"instances": [{"x": good_x, "y_target": [True, False, True]}]}, 400),
-        ("nulls for floats", "POST", predict, {"instances": [{"x": good_x, "y_target": [None, 0, 1]}]}, 400),
-        ("batch sizes that differ", "POST", predict, {"inputs": {"x": [good_x, good_x], "y_target": [good_y]}}, 400),
-        ("huge batch", "POST", predict, {"inputs": {"x": [good_x] * 33, "y_target": [good_y] * 33}}, 400),
-        ("signature_name not a string", "POST", predict, {"signature_name": 7, "instances": [{"x": good_x, "y_target": good_y}]}, 400),
-        ("unknown signature", "POST", predict, {"signature_name": "nope", "instances": [{"x": good_x, "y_target": good_y}]}, 400),
-        ("unknown model", "POST", "/v1/models/nope:predict", {"instances": [{"x": good_x, "y_target": good_y}]}, 404),
-        ("unknown version", "POST", "/v1/models/csvae/versions/9:predict", {"instances": [{"x": good_x, "y_target": good_y}]}, 404),
-        ("unknown version label", "POST", "/v1/models/csvae/labels/stable:predict", {"instances": [{"x": good_x, "y_target": good_y}]}, 400),
+        ("wrong image shape", "POST", predict, {"instances": [{"x": np.zeros((8, 8, 3)).tolist(), "y": good_y, "y_target": good_y}]}, 400),
+        ("wrong label count", "POST", predict, {"instances": [{"x": good_x, "y": good_y, "y_target": [1, 0]}]}, 400),
+        ("ragged rows", "POST", predict, {"instances": [{"x": good_x, "y": good_y, "y_target": good_y}, {"x": good_x[:3], "y_target": good_y}]}, 400),
+        ("strings for floats", "POST", predict, {"instances": [{"x": good_x, "y": good_y, "y_target": ["a", "b", "c"]}]}, 400),
+        ("booleans for floats", "POST", predict, {"instances": [{"x": good_x, "y": good_y, "y_target": [True, False, True]}]}, 400),
+        ("nulls for floats", "POST", predict, {"instances": [{"x": good_x, "y": good_y, "y_target": [None, 0, 1]}]}, 400),
+        ("batch sizes that differ", "POST", predict, {"inputs": {"x": [good_x, good_x], "y": [good_y], "y_target": [good_y]}}, 400),
+        ("huge batch", "POST", predict, {"inputs": {"x": [good_x] * 33, "y": [good_y] * 33, "y_target": [good_y] * 33}}, 400),
+        ("signature_name not a string", "POST", predict, {"signature_name": 7, "instances": [{"x": good_x, "y": good_y, "y_target": good_y}]}, 400),
+        ("unknown signature", "POST", predict, {"signature_name": "nope", "instances": [{"x": good_x, "y": good_y, "y_target": good_y}]}, 400),
+        ("unknown model", "POST", "/v1/models/nope:predict", {"instances": [{"x": good_x, "y": good_y, "y_target": good_y}]}, 404),
+        ("unknown version", "POST", "/v1/models/csvae/versions/9:predict", {"instances": [{"x": good_x, "y": good_y, "y_target": good_y}]}, 404),
+        ("unknown version label", "POST", "/v1/models/csvae/labels/stable:predict", {"instances": [{"x": good_x, "y": good_y, "y_target": good_y}]}, 400),
         ("version beyond int64", "GET", "/v1/models/csvae/versions/99999999999999999999999", None, 400),
         ("version of 5000 digits", "POST", "/v1/models/csvae/versions/" + "9" * 5000 + ":predict", b"{}", 400),
         ("v2 version not a number", "GET", "/v2/models/csvae/versions/x1", None, 400),
@@ -399,10 +402,10 @@ def _hostile_requests():
         ("decompression bomb", "POST", predict, image_request({"b64": base64.b64encode(_bomb_png()).decode()}), 400),
         ("number for picture bytes", "POST", predict, image_request(5), 400),
         ("oversized body", "POST", predict, b'{"instances": [' + b"0," * (1 << 20) + b"0]}", 413),
-        ("v2 wrong datatype", "POST", "/v2/models/csvae/infer", {"inputs": [{"name": "x", "shape": [1, 16, 16, 3], "datatype": "INT32", "data": [0] * 768}, {"name": "y_target", "shape": [1, 3], "datatype": "FP32", "data": good_y}]}, 400),
-        ("v2 data size and shape disagree", "POST", "/v2/models/csvae/infer", {"inputs": [{"name": "x", "shape": [1, 16, 16, 3], "datatype": "FP32", "data": [0.5] * 10}, {"name": "y_target", "shape": [1, 3], "datatype": "FP32", "data": good_y}]}, 400),
-        ("v2 missing input", "POST", "/v2/models/csvae/infer", {"inputs": [{"name": "y_target", "shape": [1, 3], "datatype": "FP32", "data": good_y}]}, 400),
-        ("v2 unknown output", "POST", "/v2/models/csvae/infer", {"outputs": [{"name": "nope"}], "inputs": [{"name": "x", "shape": [1, 16, 16, 3], "datatype": "FP32", "data": x.ravel().tolist()}, {"name": "y_target", "shape": [1, 3], "datatype": "FP32", "data": good_y}]}, 400),
+        ("v2 wrong datatype", "POST", "/v2/models/csvae/infer", {"inputs": [{"name": "x", "shape": [1, 16, 16, 3], "datatype": "INT32", "data": [0] * 768}, {"name": "y", "shape": [1, 3], "datatype": "FP32", "data": good_y}, {"name": "y_target", "shape": [1, 3], "datatype": "FP32", "data": good_y}]}, 400),
+        ("v2 data size and shape disagree", "POST", "/v2/models/csvae/infer", {"inputs": [{"name": "x", "shape": [1, 16, 16, 3], "datatype": "FP32", "data": [0.5] * 10}, {"name": "y", "shape": [1, 3], "datatype": "FP32", "data": good_y}, {"name": "y_target", "shape": [1, 3], "datatype": "FP32", "data": good_y}]}, 400),
+        ("v2 missing input", "POST", "/v2/models/csvae/infer", {"inputs": [{"name": "y", "shape": [1, 3], "datatype": "FP32", "data": good_y}, {"name": "y_target", "shape": [1, 3], "datatype": "FP32", "data": good_y}]}, 400),
+        ("v2 unknown output", "POST", "/v2/models/csvae/infer", {"outputs": [{"name": "nope"}], "inputs": [{"name": "x", "shape": [1, 16, 16, 3], "datatype": "FP32", "data": x.ravel().tolist()}, {"name": "y", "shape": [1, 3], "datatype": "FP32", "data": good_y}, {"name": "y_target", "shape": [1, 3], "datatype": "FP32", "data": good_y}]}, 400),
         ("v2 unknown model", "POST", "/v2/models/nope/infer", {"inputs": []}, 404),
     ]
 
@@ -429,7 +432,7 @@ def raw_response(sock) -> tuple[int, dict | bytes]:
 
 def _slow_client(server, seconds: float) -> tuple[int, dict]:
     """Sends the headers and half the body, then stalls: the server must give up (408)."""
-    body = b'{"instances": [{"x": 1, "y_target": [0, 0, 0]}]}'
+    body = b'{"instances": [{"x": 1, "y": [0, 0, 0], "y_target": [0, 0, 0]}]}'
     with socket.create_connection(("127.0.0.1", server.server.port), timeout=seconds + 10) as sock:
         sock.sendall(b"POST /v1/models/csvae:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:10])
@@ -455,8 +458,8 @@ def test_hostile_input_gets_4xx_and_the_server_survives(onnx_server, reference):
     assert status == 408 and "did not arrive" in answer["error"]
     # still right afterwards
     x, y = images(2, seed=8)
-    answer = TFServingClient(onnx_server.url).predict(inputs={"x": x, "y_target": y})
-    np.testing.assert_array_equal(np.array(answer, np.float32), reference["onnx"]("manipulate", x=x, y_target=y)["x_edited"])
+    answer = TFServingClient(onnx_server.url).predict(inputs={"x": x, "y": 1 - y, "y_target": y})
+    np.testing.assert_array_equal(np.array(answer, np.float32), reference["onnx"]("manipulate", x=x, y=1 - y, y_target=y)["x_edited"])
     counts = onnx_server.server.counts
     assert not any(code >= 500 for (_, code) in counts), counts
 
@@ -477,7 +480,7 @@ def _slowed(export_dir, seconds):
 
 def test_deadline_504_and_full_queue_503(export_dir):
     x, y = images(1, seed=9)
-    body = {"inputs": {"x": x.tolist(), "y_target": y.tolist()}}
+    body = {"inputs": {"x": x.tolist(), "y": (1 - y).tolist(), "y_target": y.tolist()}}
     with ServerThread(_slowed(export_dir, 0.6), ServerConfig(**{**TEST_CONFIG, "timeout_s": 0.2})) as server:
         status, answer = call(server, "POST", "/v1/models/csvae:predict", body)
         assert status == 504 and "Deadline exceeded" in answer["error"]
@@ -525,11 +528,11 @@ def test_concurrent_clients_get_their_own_answers(export_dir, reference, batchin
     requests = []
     for i in range(n):
         if i % 26 == 4:
-            requests.append({"signature_name": "manipulate_image", "instances": [{"image_bytes": b64(b"broken"), "y_target": y[i].tolist()}]})
+            requests.append({"signature_name": "manipulate_image", "instances": [{"image_bytes": b64(b"broken"), "y": (1 - y[i]).tolist(), "y_target": y[i].tolist()}]})
         elif i % 2:
-            requests.append({"instances": [{"x": x[i].tolist(), "y_target": y[i].tolist()}]})
+            requests.append({"instances": [{"x": x[i].tolist(), "y": (1 - y[i]).tolist(), "y_target": y[i].tolist()}]})
         else:
-            requests.append({"signature_name": "manipulate_image", "instances": [{"image_bytes": b64(png_of(x[i])), "y_target": y[i].tolist()}]})
+            requests.append({"signature_name": "manipulate_image", "instances": [{"image_bytes": b64(png_of(x[i])), "y": (1 - y[i]).tolist(), "y_target": y[i].tolist()}]})
     with ServerThread(backends.load(export_dir, "onnx"), ServerConfig(**{**TEST_CONFIG, "batching": batching})) as server:
         answers = asyncio.run(asyncio.wait_for(_load(server.url + "/v1/models/csvae:predict", requests, clients=16), 120))
         stats = server.server.batcher.stats
@@ -539,7 +542,7 @@ def test_concurrent_clients_get_their_own_answers(export_dir, reference, batchin
             continue
         assert status == 200, answer
         pixels = np.stack([edge.decode_image(png_of(x[i]), (SIZE, SIZE, 3))]) if i % 2 == 0 else x[i : i + 1]
-        expected = reference["onnx"]("manipulate", x=pixels, y_target=y[i : i + 1])["x_edited"]
+        expected = reference["onnx"]("manipulate", x=pixels, y=1 - y[i : i + 1], y_target=y[i : i + 1])["x_edited"]
         if i % 2:
             np.testing.assert_allclose(np.array(answer["predictions"], np.float32), expected, rtol=0, atol=1e-6)
         else:
@@ -583,7 +586,7 @@ def test_csvae_serve_sigterm_finishes_requests_in_flight(export_dir, reference):
         assert rss_mb < 400, rss_mb
         assert TFServingClient(url).status()["model_version_status"][0]["state"] == "AVAILABLE"
         x, y = images(1, seed=11)
-        body = json.dumps({"inputs": {"x": x.tolist(), "y_target": y.tolist()}}).encode()
+        body = json.dumps({"inputs": {"x": x.tolist(), "y": (1 - y).tolist(), "y_target": y.tolist()}}).encode()
         port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
             sock.sendall(b"POST /v1/models/csvae:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -599,7 +602,7 @@ def test_csvae_serve_sigterm_finishes_requests_in_flight(export_dir, reference):
             sock.sendall(body[100:])
             status, answer = raw_response(sock)
         assert status == 200, answer
-        np.testing.assert_array_equal(np.array(answer["outputs"], np.float32), reference["onnx"]("manipulate", x=x, y_target=y)["x_edited"])
+        np.testing.assert_array_equal(np.array(answer["outputs"], np.float32), reference["onnx"]("manipulate", x=x, y=1 - y, y_target=y)["x_edited"])
         out, err = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
@@ -660,8 +663,8 @@ def test_real_tf_serving_with_the_same_client(export_dir, reference):
         assert set(client.signatures()) >= SIGNATURES
         x, y = images(2, seed=12)
         for version in (1, 2):
-            answer = TFServingClient(client.url, version=version).predict(inputs={"x": x, "y_target": y})
-            np.testing.assert_allclose(np.array(answer), reference["savedmodel"](version, "manipulate", x=x, y_target=y)["x_edited"], atol=1e-5)
+            answer = TFServingClient(client.url, version=version).predict(inputs={"x": x, "y": 1 - y, "y_target": y})
+            np.testing.assert_allclose(np.array(answer), reference["savedmodel"](version, "manipulate", x=x, y=1 - y, y_target=y)["x_edited"], atol=1e-5)
         assert decode_pngs([client.manipulate_image(png_of(x[0]), y[0].tolist())]).shape == (1, SIZE, SIZE, 3)
         with pytest.raises(ClientError) as error:
             client.predict(inputs={"x": x}, signature_name="nope")
