@@ -22,8 +22,8 @@ def row(run_dir: Path) -> str | None:
     metrics = json.loads(metrics_path.read_text())
     edits = metrics.get("edits", {})
     per_label = edits.get("per_label", {})
-    on = " / ".join(f"{v.get('manipulation_accuracy_on', float('nan')):.2f}" for v in per_label.values())
-    rec = " / ".join(f"{v.get('reconstruction_label_accuracy', float('nan')):.2f}" for v in per_label.values())
+    on = ", ".join(f"{name} {v.get('manipulation_accuracy_on', float('nan')):.2f}" for name, v in per_label.items())
+    rec = ", ".join(f"{name} {v.get('reconstruction_label_accuracy', float('nan')):.2f}" for name, v in per_label.items())
     history = json.loads((run_dir / "history.json").read_text()) if (run_dir / "history.json").exists() else []
     cells = [
         run_dir.name,

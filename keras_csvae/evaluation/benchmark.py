@@ -9,6 +9,7 @@ plus each run's figures.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -30,6 +31,18 @@ TABLE_METRICS = (
     ("z_label_accuracy", None, "z label probe"),
     ("w_label_accuracy", None, "w label probe"),
 )
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), for the report: speeds and even
+    results depend on it, and the machine changes between runs."""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
 
 
 def _metric(metrics, name, section):
@@ -119,7 +132,7 @@ def run_benchmark(out_dir, dataset="synthetic_faces", models=("csvae", "vae", "c
         "dataset_options": options,
         "seeds": list(seeds),
         "epochs": epochs,
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {__import__('os').cpu_count()} cores",
+        "machine": f"{platform.machine()}, {cpu_model()}, {os.cpu_count()} cores",
         "seconds": round(time.time() - start, 1),
         "seconds_per_run": timings,
         "judge_accuracy": judge.get("judge_accuracy"),
