@@ -374,6 +374,11 @@ class Editor:
         """
         return self._label_vector(labels, self.source_labels(labels, source))
 
+    def _source_and_target(self, labels: dict, source: dict | None):
+        """``(y, y_target)`` ``[k]`` each: the source labels, and the targets on top of them."""
+        y = self.source_labels(labels, source)
+        return y, self._label_vector(labels, y)
+
     def source_labels(self, labels: dict, source: dict | None = None) -> np.ndarray:
         """The picture's own labels ``y`` ``[k]``: ``source`` where given; else a
         label set to 0 by ``labels`` was 1, one set above 0 was 0, and any other is 0."""
@@ -483,8 +488,7 @@ class Editor:
           ``[H, W, C]`` (``[n, H, W, C]`` for a batch) in [0, 1].
         """
         x, as_bytes = self._pixels(image)
-        y = np.repeat(self.source_labels(labels, source)[None], len(x), axis=0)
-        y_target = np.repeat(self.target(labels, source)[None], len(x), axis=0)
+        y, y_target = (np.repeat(v[None], len(x), axis=0) for v in self._source_and_target(labels, source))
         if style is None:
             session = self._session("manipulate")
             feeds = {"x": x, "y": y, "y_target": y_target}
@@ -508,7 +512,8 @@ class Editor:
         if self.prior is None or not self.w_dim:
             raise EditError("a traversal grid needs a CSVAE export (its metadata has no w_dim / prior).")
         points = style_grid(self.prior, self.w_dim, side=side)
-        base = self.edit_w(x, self.source_labels(labels, source)[None], self.target(labels, source)[None])
+        y, y_target = self._source_and_target(labels, source)
+        base = self.edit_w(x, y[None], y_target[None])
         w = np.concatenate([self.style_w(base, self._styled(labels), k, points) for k in range(len(points))])
         (edited,) = self._session("edit_at").run(None, {"x": np.repeat(x, len(points), axis=0), "w": w})
         return mosaic(edited, columns=side)

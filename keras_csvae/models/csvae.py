@@ -384,18 +384,19 @@ class CSVAE(TwoOptimizerModel):
         Returns ``[p, n, *data_shape]``.
         """
         i = self.label_index(label)
-        if y_target is None:
-            y_target = np.eye(self.num_labels, dtype=np.float32)[i : i + 1] if y is None else None
-        if y_target is None:
+        if y_target is None and y is None:
+            y_target = np.eye(self.num_labels, dtype=np.float32)[i : i + 1]  # one row, repeated for every x
+        elif y_target is None:
             y_target = self.check_arrays(y=y).copy()
             y_target[:, i] = 1
         x, y_target, y = self.check_edit_arrays(x, y_target, y)
         points = np.asarray(points, np.float32)
-        z_mean = self.run_batched(self.z_mean_tensors, (x,))  # encoded once, decoded at every point
+        # Encoded once, decoded at every point.
         if y is not None:
-            w_base = self.run_batched(self.encode_tensors, (x, y))["w_mean"]
+            posterior = self.run_batched(self.encode_tensors, (x, y))
+            z_mean, w_base = posterior["z_mean"], posterior["w_mean"]
         else:
-            w_base = self.target_w(y_target)
+            z_mean, w_base = self.run_batched(self.z_mean_tensors, (x,)), self.target_w(y_target)
         columns = slice(i * self.w_dim, (i + 1) * self.w_dim)
         frames = []
         for p in points:

@@ -354,12 +354,15 @@ class VAE(BaselineMixin, OneOptimizerModel):
         means = self.class_means
         return means[1] - means[0]
 
+    def _class_means_tensors(self):
+        """Class means ``[2, k, latent_dim]`` and counts ``[2, k]`` as tensors (0 where unseen)."""
+        counts = tf.convert_to_tensor(self.class_counts)
+        return tf.convert_to_tensor(self.class_sums) / tf.maximum(counts, 1e-30)[..., None], counts
+
     def attribute_directions(self):
         """``d̂`` ``[k, latent_dim]`` (zero for labels without a vector) and the class
         means' coordinates along them, ``[2, k]``. Plain TensorFlow."""
-        sums = tf.convert_to_tensor(self.class_sums)
-        counts = tf.convert_to_tensor(self.class_counts)
-        means = sums / tf.maximum(counts, 1e-30)[..., None]
+        means, counts = self._class_means_tensors()
         d = means[1] - means[0]
         norm = tf.norm(d, axis=-1, keepdims=True)
         valid = tf.reduce_all(counts > 0, axis=0)[:, None] & (norm > 0)
@@ -405,9 +408,7 @@ class VAE(BaselineMixin, OneOptimizerModel):
         """The paper's rule ``μθ(μφ(x) − m_i^{y_i} + m_i^{y'_i})`` for the
         switched labels only: ``z' = z + Σ_i (y'_i − y_i)·d_i``."""
         z = self.encoder(x)[0]
-        sums = tf.convert_to_tensor(self.class_sums)
-        counts = tf.convert_to_tensor(self.class_counts)
-        means = sums / tf.maximum(counts, 1e-30)[..., None]
+        means, _ = self._class_means_tensors()
         step = tf.cast(y_target, tf.float32) - tf.cast(y, tf.float32)  # [batch, k], 0 where not switched
         return self.decode_tensors(z + tf.matmul(step, means[1] - means[0]))
 
