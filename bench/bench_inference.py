@@ -51,11 +51,11 @@ def build_model(quick):
     import keras
 
     from keras_csvae import CSVAE
-    from keras_csvae.data.synthetic_faces import DEFAULTS
+    from keras_csvae.training.presets import preset
 
     keras.utils.set_random_seed(0)
     size = 32 if quick else 64
-    kwargs = TINY if quick else dict(DEFAULTS["model"])
+    kwargs = TINY if quick else dict(preset("synthetic_faces").model)
     return CSVAE(data_shape=(size, size, 3), num_labels=3, label_names=LABELS, **kwargs), size
 
 
@@ -266,7 +266,7 @@ def main(argv=None):
     widths = (f"conv {'/'.join(map(str, model.conv_filters))}, dense {model.dense_units}, "
               f"decoder {'/'.join(map(str, model.decoder_filters))}")
     report.heading(f"`manipulate`, synthetic_faces {size}×{size} model "
-                   f"({'tiny' if quick else '`synthetic_faces.DEFAULTS`'} widths: {widths}; "
+                   f"({'tiny' if quick else 'the `synthetic_faces` preset'} widths: {widths}; "
                    f"{manipulate_flops(model) / 1e6:.0f} MFLOP per edit)")
     table = []
     for (batch, name), t in rows.items():

@@ -5,7 +5,7 @@ what ``fit`` runs each step) on a repeated in-memory batch, after its first
 (tracing) call, for:
 
 - the MLP of the swiss roll and the conv model at the CPU-sized widths of
-  ``synthetic_faces`` (``DEFAULTS``) at 32, 64 and 128 px and batch sizes
+  ``synthetic_faces`` (its training preset) at 32, 64 and 128 px and batch sizes
   32, 64, 128; the paper's widths (conv 64/128/256, dense 2048, decoder
   256/128/32) at 64 px, batch 64 (the target's configuration);
 - float32 (TF graph), float32 with ``jit_compile=True`` (XLA) and
@@ -51,21 +51,18 @@ TINY = dict(architecture="conv", z_dim=4, w_dim=2, conv_filters=[4, 8, 8], dense
 # -- models -------------------------------------------------------------------------------------
 def architectures() -> dict[str, dict]:
     """name -> constructor kwargs, taken from the code so they stay in sync."""
-    from keras_csvae.data import registry
-    from keras_csvae.data.synthetic_faces import DEFAULTS
     from keras_csvae.models.base import ARCHITECTURE_DEFAULTS
+    from keras_csvae.training.presets import preset
 
-    faces = dict(DEFAULTS["model"])
+    faces = dict(preset("synthetic_faces").model)
     paper = dict(faces, conv_filters=list(ARCHITECTURE_DEFAULTS["conv_filters"]),
                  dense_units=ARCHITECTURE_DEFAULTS["dense_units"],
                  decoder_filters=list(ARCHITECTURE_DEFAULTS["decoder_filters"]))
-    from keras_csvae.data.celeba import DEFAULTS as CELEBA_DEFAULTS
-
     return {
-        "mlp": dict(registry.get("swiss_roll").defaults["model"]),
+        "mlp": dict(preset("swiss_roll").model),
         "default": faces,
         "paper": paper,
-        "celeba": dict(CELEBA_DEFAULTS["model"]),
+        "celeba": dict(preset("celeba_glasses").model),
         "tiny": TINY,
     }
 

@@ -17,6 +17,7 @@ from keras_csvae import data
 from keras_csvae.data import digits as digits_module
 from keras_csvae.data import tfd as tfd_module
 from keras_csvae.data.registry import DatasetError
+from keras_csvae.training.presets import preset
 
 
 # ---------------------------------------------------------------- helpers
@@ -326,10 +327,10 @@ def test_wrong_image_size_names_the_allowed_sizes(name):
 
 
 @pytest.mark.parametrize("name", sorted(REAL_DATASETS))
-def test_defaults_fit_the_conv_model(name):
-    defaults = data.get(name).defaults
-    model = defaults["model"]
-    assert defaults["epochs"] > 0 and defaults["batch_size"] > 0
+def test_preset_fits_the_conv_model(name):
+    defaults = preset(name)
+    model = defaults.model
+    assert defaults.epochs > 0 and defaults.batch_size > 0
     assert model["architecture"] == "conv" and model["w_dim"] == 2
     assert len(model["conv_filters"]) == len(model["decoder_filters"]) == 3
     height = data.info(name).input_shape[0]

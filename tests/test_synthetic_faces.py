@@ -14,6 +14,7 @@ import pytest
 from keras_csvae import data
 from keras_csvae.data import synthetic_faces as sf
 from keras_csvae.data.synthetic_faces import ATTRIBUTES, STYLES, SyntheticFaces
+from keras_csvae.training.presets import preset
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SIZES = (32, 64)
@@ -267,7 +268,7 @@ def test_registry_load_gives_float_images_and_labels():
     info = data.info("synthetic_faces", image_size=32)
     assert info.input_shape == (32, 32, 3)
     assert info.label_names == ("glasses", "smile", "facial_hair")
-    assert data.get("synthetic_faces").defaults["model"]["architecture"] == "conv"
+    assert preset("synthetic_faces").model["architecture"] == "conv"
     # Splits differ.
     val_x, _ = data.load_arrays("synthetic_faces", split="validation",
                                 image_size=32, num_examples=16)

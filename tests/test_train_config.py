@@ -8,6 +8,7 @@ import pytest
 from helpers import compiled, tiny_csvae
 from keras_csvae.data import registry
 from keras_csvae.training import TrainConfig
+from keras_csvae.training.presets import PRESETS, preset
 from keras_csvae.training.train import compile_model, dataset_for
 
 
@@ -21,6 +22,30 @@ def test_steps_per_execution_defaults_per_dataset_and_leaves_the_digest_alone():
     assert dataclasses.replace(roll, seed=1).digest() != roll.digest()
     with pytest.raises(ValueError, match="steps_per_execution must be ≥ 1"):
         TrainConfig(steps_per_execution=0).resolved()
+
+
+# The digests of the resolved default configurations. A run resumes only with
+# the digest it was started with, so a preset change must be deliberate.
+DEFAULT_DIGESTS = {
+    "celeba_facial_hair": "7f2769b2ce8cc8aa",
+    "celeba_glasses": "a7d4c3f30ffb2188",
+    "celeba_glasses_facial_hair": "fec5a71bd561a589",
+    "digits": "6f94c78461cefb8c",
+    "swiss_roll": "fd183ec32a3d935e",
+    "synthetic_faces": "895689737560765a",
+    "tfd": "5780da71b4bfcd0b",
+}
+
+
+def test_every_dataset_resolves_from_its_preset_to_a_fixed_digest():
+    assert set(registry.names()) == set(PRESETS) == set(DEFAULT_DIGESTS)
+    for name, digest in DEFAULT_DIGESTS.items():
+        assert TrainConfig(dataset=name).resolved().digest() == digest, name
+    faces = TrainConfig(dataset="synthetic_faces", model_kwargs={"z_dim": 4}).resolved()
+    assert faces.epochs == 15 and faces.model_kwargs["z_dim"] == 4 and faces.model_kwargs["w_dim"] == 2
+    # The config holds a copy: changing it leaves the preset alone.
+    faces.model_kwargs["conv_filters"].append(128)
+    assert preset("synthetic_faces").model["conv_filters"] == [16, 32, 64]
 
 
 def test_compiled_model_keeps_steps_per_execution_through_its_compile_config():

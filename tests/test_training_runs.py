@@ -115,7 +115,6 @@ def broken_dataset():
             info_fn=lambda **_: registry.DatasetInfo("broken_for_test", (3,), ("a",)),
             arrays_fn=arrays,
             options=("num_examples",),
-            defaults={"model": {"architecture": "mlp", "hidden_units": [8], "z_dim": 2}},
         ),
     )
     yield holder

@@ -51,7 +51,6 @@ CelebA site into ``DATA_DIR/downloads/manual/`` and run the same command.
 
 from __future__ import annotations
 
-import copy
 import functools
 import os
 
@@ -74,22 +73,6 @@ SUBSETS = {
     "celeba_facial_hair": ("facial_hair",),
     "celeba_glasses_facial_hair": ("eyeglasses", "facial_hair"),
 }
-
-DEFAULTS = {
-    "epochs": 10,
-    "batch_size": 64,
-    "model": {
-        "architecture": "conv",
-        "z_dim": 32,
-        "w_dim": 2,
-        # Half the paper's widths (64/128/256, dense 2048, decoder 256/128/32)
-        # to keep CPU training affordable; set the paper's for its full setup.
-        "conv_filters": [32, 64, 128],
-        "dense_units": 512,
-        "decoder_filters": [128, 64, 32],
-    },
-}
-
 
 def _eyeglasses(attributes):
     return attributes["Eyeglasses"]
@@ -243,7 +226,6 @@ def _register():
                 info_fn=functools.partial(_info, **subset),
                 arrays_fn=functools.partial(_arrays, **subset),
                 tf_data_fn=functools.partial(_tf_data, **subset),
-                defaults=copy.deepcopy(DEFAULTS),
                 options=OPTIONS,
             ),
         )

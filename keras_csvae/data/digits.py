@@ -18,7 +18,6 @@ validation 270, test 270 examples, disjoint, identical on every call.
 
 from __future__ import annotations
 
-import copy
 import functools
 
 import numpy as np
@@ -33,24 +32,6 @@ DEFAULT_IMAGE_SIZE = 16
 MAX_GREY_LEVEL = 16.0
 SPLIT_SEED = 0
 OPTIONS = ("image_size",)
-
-DEFAULTS = {
-    "epochs": 100,
-    "batch_size": 64,
-    "model": {
-        "architecture": "conv",
-        "z_dim": 8,
-        "w_dim": 2,
-        "conv_filters": [16, 32, 64],
-        "dense_units": 128,
-        "decoder_filters": [64, 32, 16],
-        # A tight "present" prior: with convention B's N(3, 1) the posteriors of
-        # the "on" class never reached the prior's mean and edits decoded there
-        # missed (manipulation 0.60 against 0.99, RESULTS.md).
-        "prior": {"mean_absent": 0.0, "scale_absent": 0.1, "mean_present": 3.0, "scale_present": 0.1},
-    },
-}
-
 
 @functools.lru_cache(maxsize=1)
 def split_indices() -> dict[str, np.ndarray]:
@@ -88,5 +69,5 @@ def _arrays(split, *, image_size=DEFAULT_IMAGE_SIZE):
 
 register_dataset(
     "digits",
-    Dataset(info_fn=_info, arrays_fn=_arrays, defaults=copy.deepcopy(DEFAULTS), options=OPTIONS),
+    Dataset(info_fn=_info, arrays_fn=_arrays, options=OPTIONS),
 )

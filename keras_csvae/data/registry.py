@@ -59,9 +59,6 @@ class Dataset:
         Images may come as uint8 in ``[0, 255]``: a quarter of the memory and
         copying of float32 in shuffle buffers and batching (``load_stored``);
         ``load`` converts them.
-      defaults: training defaults (see ``keras_csvae.training.config``):
-        epochs, batch_size, architecture and loss weights that reach the
-        documented results with no flags.
       options: names of the keyword options the dataset accepts
         (``image_size``, ``num_examples``, ``data_dir`` ...).
     """
@@ -69,7 +66,6 @@ class Dataset:
     info_fn: Callable[..., DatasetInfo]
     arrays_fn: Callable[..., tuple[np.ndarray, np.ndarray]]
     tf_data_fn: Callable[..., Any] | None = None
-    defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
     options: tuple[str, ...] = ()
 
 

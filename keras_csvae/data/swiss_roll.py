@@ -60,11 +60,5 @@ register_dataset(
         info_fn=info,
         arrays_fn=arrays,
         options=("num_examples",),
-        defaults={
-            "epochs": 30,
-            "batch_size": 128,
-            "steps_per_execution": 32,  # 2.2× faster fit (BENCHMARKS.md)
-            "model": {"architecture": "mlp", "hidden_units": [64, 64], "z_dim": 2, "w_dim": 2},
-        },
     ),
 )

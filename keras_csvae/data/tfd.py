@@ -32,7 +32,6 @@ expression).
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 import os
@@ -50,21 +49,6 @@ REQUIRED_KEYS = ("images", "labs_ex", "labs_id", "folds")
 # Values of folds[:, fold] per split.
 SPLIT_CODES = {"train": 1, "validation": 2, "test": 3}
 UNLABELLED = -1
-
-DEFAULTS = {
-    # About 2,900 training faces per fold: many short epochs.
-    "epochs": 100,
-    "batch_size": 64,
-    "model": {
-        "architecture": "conv",
-        "z_dim": 16,
-        "w_dim": 2,
-        "conv_filters": [32, 64, 128],
-        "dense_units": 256,
-        "decoder_filters": [128, 64, 32],
-    },
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class _LabelledFaces:
@@ -250,7 +234,6 @@ register_dataset(
     Dataset(
         info_fn=_info,
         arrays_fn=_arrays,
-        defaults=copy.deepcopy(DEFAULTS),
         options=OPTIONS,
     ),
 )

@@ -1,11 +1,12 @@
 """The configuration of one training run, as stored in ``RUN_DIR/config.json``.
 
-Values not given fall back to the dataset's defaults (``Dataset.defaults``),
-then to the library's; flags override both.
+Values not given fall back to the dataset's training preset
+(``keras_csvae.training.presets``); flags override them.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -29,13 +30,13 @@ class TrainConfig:
       jit_compile: compile the train step with XLA (slower than the plain
         graph for the conv models on CPU: BENCHMARKS.md).
       steps_per_execution: train steps per call of the compiled train
-        function; ``None``: the dataset's default (32 for the small MLP,
+        function; ``None``: the dataset's preset (32 for the small MLP,
         whose steps are so short that Keras's per-call Python work halves
         the speed; 1 otherwise). Callbacks see the loss every that many steps.
       seed: seeds weights, noise and shuffling.
       dataset_options: e.g. ``{"image_size": 32}``.
       model_kwargs: constructor arguments of the model (architecture, z_dim,
-        betas, prior ...), merged over the dataset's defaults.
+        betas, prior ...), merged over the dataset's preset.
     """
 
     dataset: str = "swiss_roll"
@@ -53,20 +54,21 @@ class TrainConfig:
     model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def resolved(self) -> "TrainConfig":
-        """A copy with the dataset's defaults filled in and values checked."""
+        """A copy with the dataset's preset filled in and values checked."""
         from keras_csvae.data import registry
+        from keras_csvae.training.presets import preset
 
-        defaults = registry.get(self.dataset).defaults
+        registry.get(self.dataset)  # an unknown name raises DatasetError, listing the known ones
+        defaults = preset(self.dataset)
         config = dataclasses.replace(
             self,
-            epochs=self.epochs if self.epochs is not None else defaults.get("epochs", 10),
-            batch_size=self.batch_size if self.batch_size is not None else defaults.get("batch_size", 64),
+            epochs=self.epochs if self.epochs is not None else defaults.epochs,
+            batch_size=self.batch_size if self.batch_size is not None else defaults.batch_size,
             steps_per_execution=(
-                self.steps_per_execution
-                if self.steps_per_execution is not None
-                else defaults.get("steps_per_execution", 1)
+                self.steps_per_execution if self.steps_per_execution is not None else defaults.steps_per_execution
             ),
-            model_kwargs={**defaults.get("model", {}), **self.model_kwargs},
+            # A copy: the preset's lists must not be shared with (and changed through) a run's config.
+            model_kwargs={**copy.deepcopy(defaults.model), **self.model_kwargs},
             dataset_options=dict(self.dataset_options),
         )
         if config.epochs < 1 or config.batch_size < 1 or config.steps_per_execution < 1:

@@ -1,112 +1,25 @@
-"""``synthetic_faces``: procedural cartoon faces with ground-truth counterfactuals.
+"""Painting ``synthetic_faces`` from their factors (``factors.py``).
 
-A benchmark made for the CSVAE: each face has three binary attributes (the
-labels ``y``), each attribute comes in several discrete *styles* plus
-continuous variation (what the CSVAE's ``w`` subspace should capture), and
-the rest of the face varies through nuisance factors independent of the
-labels (what ``z`` should capture). Because the faces are rendered from
-factors, the true counterfactual of any face is known exactly: the same
-factors with one attribute switched, which changes no pixel outside that
-attribute's mask.
-
-Attributes (label order) and their styles::
-
-    glasses      round, square, sunglasses
-    smile        closed, open, grin      (off: a neutral straight mouth)
-    facial_hair  moustache, goatee, full_beard
-
-The factors dict
-----------------
-``SyntheticFaces.sample_factors(n, seed)`` returns a ``dict[str, np.ndarray]``
-with these keys (arrays of length ``n``; colours ``[n, 3]``; floats are
-float64, ids int32; positions and sizes are fractions of the image side, so
-the same factors render at 32 and 64 px):
-
-Nuisance factors (independent of the labels)::
-
-    face_x, face_y      centre of the head
-    face_size           half-width of the head
-    face_aspect         head height / width
-    skin_tone           0 (light) .. 1 (dark), along a skin palette
-    hair_color          0 .. 1 along a hair palette (black .. blond .. grey)
-    hair_style          int id into HAIR_STYLES (short, long, afro, bald)
-    eye_spacing         half the distance between the eyes / face half-width
-    eye_size            scale of the eyes
-    background_color    [n, 3] RGB in [0, 1]
-    shirt_color         [n, 3] RGB in [0, 1]
-    light_x, light_y    slope of a multiplicative light gradient
-
-Per attribute ``A`` in ``glasses``, ``smile``, ``facial_hair``::
-
-    A                   int32 label, 0 or 1
-    A_style             int32 style id into STYLES[A], -1 when A == 0
-    A_style_u           uniform [0, 1): picks the style when A is switched on
-                        by ``counterfactual`` without an explicit style
-    glasses_color, glasses_size             frame colour, lens size
-    smile_curvature, smile_width            curvature, mouth width
-    facial_hair_color, facial_hair_thickness
-                        (the colour drawn is ``facial_hair_rgb(factors)``: the
-                        palette colour, pushed away from the skin if too close)
-
-The continuous style parameters exist (and stay fixed) whether the
-attribute is on or off, so switching an attribute on and off again returns
-the same face.
-
-Determinism: the factors come from one ``np.random.default_rng(seed)``
-matrix of uniforms, ``[n, F]`` filled row by row, so the first ``m`` faces of
-``sample(n, seed)`` are ``sample(m, seed)``; rendering uses only IEEE basic
-arithmetic and ``sqrt`` (no ``exp``/``sin``/reductions, whose SIMD
-implementations differ between CPUs), so a seed gives the same bytes on any
-machine. Each image is rendered independently of the others in its batch.
+Rendering uses only IEEE basic arithmetic and ``sqrt`` (no
+``exp``/``sin``/reductions, whose SIMD implementations differ between CPUs),
+so a seed gives the same bytes on any machine. Each image is rendered
+independently of the others in its batch.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
 
 import numpy as np
 
-from keras_csvae.data import registry
-
-ATTRIBUTES = ("glasses", "smile", "facial_hair")
-STYLES = {
-    "glasses": ("round", "square", "sunglasses"),
-    "smile": ("closed", "open", "grin"),
-    "facial_hair": ("moustache", "goatee", "full_beard"),
-}
-HAIR_STYLES = ("short", "long", "afro", "bald")
-IMAGE_SIZES = (32, 64)
-
-# A distinct fixed seed per split; the registry and the tfds builder share them.
-SPLIT_SEEDS = {"train": 20180101, "validation": 20180102, "test": 20180103}
-DEFAULT_SPLIT_SIZES = {"train": 20000, "validation": 2000, "test": 2000}
-
-# (name, low, high, width): uniform factors; width 3 means an RGB colour.
-_NUISANCE_UNIFORM = (
-    ("face_x", 0.44, 0.56, 1),
-    ("face_y", 0.43, 0.50, 1),
-    ("face_size", 0.245, 0.29, 1),
-    ("face_aspect", 1.12, 1.28, 1),
-    ("skin_tone", 0.0, 1.0, 1),
-    ("hair_color", 0.0, 1.0, 1),
-    ("eye_spacing", 0.33, 0.43, 1),
-    ("eye_size", 0.85, 1.15, 1),
-    ("background_color", 0.45, 0.95, 3),
-    ("shirt_color", 0.1, 0.85, 3),
-    ("light_x", -0.3, 0.3, 1),
-    ("light_y", -0.3, 0.3, 1),
+from keras_csvae.data.synthetic_faces.factors import (
+    ATTRIBUTES,
+    FACTOR_NAMES,
+    HAIR_STYLES,
+    STYLES,
+    slice_factors,
+    style_of,
 )
-# Continuous style parameters of each attribute: (name, low, high).
-_STYLE_UNIFORM = {
-    "glasses": (("glasses_color", 0.0, 1.0), ("glasses_size", 0.9, 1.1)),
-    "smile": (("smile_curvature", 0.0, 1.0), ("smile_width", 0.9, 1.1)),
-    "facial_hair": (
-        ("facial_hair_color", 0.0, 1.0),
-        ("facial_hair_thickness", 0.8, 1.2),
-    ),
-}
-
 
 
 def _rgb(*rows) -> np.ndarray:
@@ -132,15 +45,6 @@ _TONGUE = _rgb((225, 95, 110))[0]
 _DARK_LENS = _rgb((22, 24, 34))[0]
 
 
-def _check_image_size(image_size) -> int:
-    if image_size not in IMAGE_SIZES:
-        raise registry.DatasetError(
-            f"synthetic_faces renders {' or '.join(map(str, IMAGE_SIZES))} px "
-            f"images; got image_size={image_size!r}."
-        )
-    return int(image_size)
-
-
 def _palette(palette: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Colours ``[n, 3]`` at positions ``t`` ``[n]`` in ``[0, 1]`` along a palette
     (piecewise linear between its rows)."""
@@ -148,11 +52,6 @@ def _palette(palette: np.ndarray, t: np.ndarray) -> np.ndarray:
     lower = np.minimum(np.floor(position).astype(np.int64), len(palette) - 2)
     frac = (position - lower)[:, None]
     return palette[lower] * (1.0 - frac) + palette[lower + 1] * frac
-
-
-def slice_factors(factors: dict, index) -> dict:
-    """The factors of a subset of faces (``index``: a slice or index array)."""
-    return {name: value[index] for name, value in factors.items()}
 
 
 # --------------------------------------------------------------------------
@@ -323,182 +222,23 @@ class _Geometry:
     hair: np.ndarray
 
 
-class SyntheticFaces:
-    """Renderer of cartoon faces with known attributes, styles and factors.
+class FaceRenderer:
+    """Paints faces from their factors.
 
     Args:
-      image_size: 32 or 64 (anything else raises ``DatasetError``).
-      attribute_probs: probability of each attribute being on (``k`` floats
-        in ATTRIBUTES order); the labels are sampled independently.
+      image_size: side ``S`` of the square images, px.
       chunk_size: faces rendered per numpy pass (a cache / Python-overhead
         trade-off; the result does not depend on it). Default: 64 at 64 px,
         256 at 32 px (about 1 MB of float32 canvas, which fits in L2).
     """
 
-    attributes = ATTRIBUTES
-    styles = STYLES
-    hair_styles = HAIR_STYLES
-
-    def __init__(self, image_size: int = 64, attribute_probs=(0.5, 0.5, 0.5),
-                 chunk_size: int | None = None):
-        self.image_size = _check_image_size(image_size)
-        probs = np.asarray(attribute_probs, np.float64)
-        if probs.shape != (len(ATTRIBUTES),) or np.any((probs < 0) | (probs > 1)):
-            raise ValueError(
-                f"attribute_probs must be {len(ATTRIBUTES)} probabilities, "
-                f"got {attribute_probs!r}."
-            )
-        self.attribute_probs = probs
+    def __init__(self, image_size: int, chunk_size: int | None = None):
+        self.image_size = image_size
         self.chunk_size = int(chunk_size or 262144 // self.image_size**2)
         # Test hooks: painting only inside bounding windows, and clipping
         # each attribute to its mask, must both be invisible.
         self._use_windows = True
         self._clip_to_masks = True
-
-    # ---------------------------------------------------------------- factors
-
-    @property
-    def factor_names(self) -> tuple[str, ...]:
-        """Every key of a factors dict, in sampling order."""
-        names = [name for name, *_ in _NUISANCE_UNIFORM] + ["hair_style"]
-        for attribute in ATTRIBUTES:
-            names += [attribute, f"{attribute}_style", f"{attribute}_style_u"]
-            names += [name for name, *_ in _STYLE_UNIFORM[attribute]]
-        return tuple(names)
-
-    @property
-    def nuisance_names(self) -> tuple[str, ...]:
-        """The factors independent of the labels (what ``z`` should hold)."""
-        return tuple(name for name, *_ in _NUISANCE_UNIFORM) + ("hair_style",)
-
-    def sample_factors(self, n: int, seed: int) -> dict[str, np.ndarray]:
-        """Samples the factors of ``n`` faces (see the module docstring)."""
-        columns = self._columns()
-        uniforms = np.random.default_rng(seed).random((n, columns["_total"]))
-        factors: dict[str, np.ndarray] = {}
-        for name, low, high, width in _NUISANCE_UNIFORM:
-            u = uniforms[:, columns[name] : columns[name] + width]
-            factors[name] = low + (high - low) * (u if width > 1 else u[:, 0])
-        factors["hair_style"] = self._categorical(
-            uniforms[:, columns["hair_style"]], len(HAIR_STYLES)
-        )
-        for attribute, prob in zip(ATTRIBUTES, self.attribute_probs):
-            on = (uniforms[:, columns[attribute]] < prob).astype(np.int32)
-            style_u = uniforms[:, columns[f"{attribute}_style_u"]]
-            factors[attribute] = on
-            factors[f"{attribute}_style"] = np.where(
-                on == 1, self._categorical(style_u, len(STYLES[attribute])), -1
-            ).astype(np.int32)
-            factors[f"{attribute}_style_u"] = style_u
-            for name, low, high in _STYLE_UNIFORM[attribute]:
-                factors[name] = low + (high - low) * uniforms[:, columns[name]]
-        return {name: factors[name] for name in self.factor_names}
-
-    @staticmethod
-    def _columns() -> dict[str, int]:
-        """Column of each factor in the uniform matrix (fixed order: adding a
-        factor at the end would keep every existing face)."""
-        columns, total = {}, 0
-        for name, _, _, width in _NUISANCE_UNIFORM:
-            columns[name], total = total, total + width
-        names = ["hair_style"]
-        for attribute in ATTRIBUTES:
-            names += [attribute, f"{attribute}_style_u"]
-            names += [name for name, *_ in _STYLE_UNIFORM[attribute]]
-        for name in names:
-            columns[name], total = total, total + 1
-        columns["_total"] = total
-        return columns
-
-    @staticmethod
-    def _categorical(u: np.ndarray, count: int) -> np.ndarray:
-        return np.minimum(np.floor(u * count), count - 1).astype(np.int32)
-
-    @staticmethod
-    def labels(factors: dict) -> np.ndarray:
-        """int32 ``[n, k]`` labels in ATTRIBUTES order."""
-        return np.stack([factors[a] for a in ATTRIBUTES], axis=1).astype(np.int32)
-
-    @staticmethod
-    def style_of(factors: dict, attribute: str) -> np.ndarray:
-        """int32 ``[n]`` ground-truth style id of ``attribute`` (index into
-        ``STYLES[attribute]``), -1 where the attribute is off."""
-        _check_attribute(attribute)
-        return np.where(factors[attribute] == 1, factors[f"{attribute}_style"], -1
-                        ).astype(np.int32)
-
-    def sample(self, n: int, seed: int):
-        """Samples and renders ``n`` faces.
-
-        Returns:
-          ``(images, labels, factors)``: uint8 ``[n, S, S, 3]``, int32
-          ``[n, k]`` and the factors dict.
-        """
-        factors = self.sample_factors(n, seed)
-        return self.render(factors), self.labels(factors), factors
-
-    def iter_chunks(self, n: int, seed: int, chunk: int = 512
-                    ) -> Iterator[tuple[np.ndarray, np.ndarray, dict]]:
-        """``sample(n, seed)`` in consecutive pieces of at most ``chunk`` faces."""
-        factors = self.sample_factors(n, seed)
-        for start in range(0, n, chunk):
-            part = slice_factors(factors, slice(start, start + chunk))
-            yield self.render(part), self.labels(part), part
-
-    # ---------------------------------------------------------- counterfactual
-
-    def counterfactual(self, factors: dict, attribute: str, value, style=None):
-        """The same faces with ``attribute`` set to ``value``.
-
-        Args:
-          factors: a factors dict (``[n]`` arrays).
-          attribute: one of ATTRIBUTES.
-          value: 0 or 1 (scalar or ``[n]``).
-          style: where switched on: a style id or name (scalar or ``[n]``);
-            None keeps the current style of faces that are already on and
-            gives the others ``floor(A_style_u * num_styles)`` (the style
-            they were sampled with, deterministic).
-
-        Returns:
-          ``(images, new_factors)``: uint8 ``[n, S, S, 3]``; pixels outside
-          ``render(..., return_masks=True)[1][attribute]`` equal those of
-          ``render(factors)``.
-        """
-        _check_attribute(attribute)
-        n = len(factors[attribute])
-        value = np.broadcast_to(np.asarray(value), (n,)).astype(np.int32)
-        if np.any((value != 0) & (value != 1)):
-            raise ValueError(f"value must be 0 or 1, got {np.unique(value)}.")
-        num_styles = len(STYLES[attribute])
-        if style is None:
-            default = self._categorical(factors[f"{attribute}_style_u"], num_styles)
-            style = np.where(factors[attribute] == 1,
-                             factors[f"{attribute}_style"], default)
-        else:
-            if isinstance(style, str):
-                style = self.style_id(attribute, style)
-            style = np.broadcast_to(np.asarray(style), (n,)).astype(np.int32)
-            if np.any((style < 0) | (style >= num_styles)):
-                raise ValueError(
-                    f"{attribute} styles are 0..{num_styles - 1} {STYLES[attribute]}; "
-                    f"got {np.unique(style)}."
-                )
-        new_factors = dict(factors)
-        new_factors[attribute] = value
-        new_factors[f"{attribute}_style"] = np.where(value == 1, style, -1
-                                                     ).astype(np.int32)
-        return self.render(new_factors), new_factors
-
-    @staticmethod
-    def style_id(attribute: str, style_name: str) -> int:
-        _check_attribute(attribute)
-        if style_name not in STYLES[attribute]:
-            raise ValueError(
-                f"Unknown {attribute} style {style_name!r}; use one of {STYLES[attribute]}."
-            )
-        return STYLES[attribute].index(style_name)
-
-    # -------------------------------------------------------------- rendering
 
     def render(self, factors: dict, return_masks: bool = False):
         """Renders faces from their factors.
@@ -509,7 +249,7 @@ class SyntheticFaces:
           union of what it touches on and off, in any style; it depends on the
           nuisance factors only).
         """
-        missing = set(self.factor_names) - set(factors)
+        missing = set(FACTOR_NAMES) - set(factors)
         if missing:
             raise KeyError(f"factors lack {sorted(missing)}")
         n = len(factors["face_x"])
@@ -757,8 +497,21 @@ class SyntheticFaces:
         window = _Window.full(s)
         return np.broadcast_to(self._mask(window, g, attribute) > 0, (n, s, s)).copy()
 
-    def _attribute_patch(self, canvas, g, attribute, index) -> _Patch:
-        return self._patch(canvas, index, *self._mask_box(g, attribute))
+    def _style_patches(self, canvas, f, g, attribute, off=None):
+        """Yields ``(style_name, patch, mask)`` for each style of ``attribute``
+        that faces of the chunk have: the patch of those faces over the
+        attribute's mask box, and the mask over it. With ``off``, the faces
+        without the attribute come first, under the style name ``off``. Each
+        patch is written back when the caller moves on to the next."""
+        style = style_of(f, attribute)
+        styles = list(enumerate(STYLES[attribute]))
+        if off is not None:
+            styles.insert(0, (-1, off))
+        for style_id, name in styles:
+            index = np.flatnonzero(style == style_id)
+            with self._patch(canvas, index, *self._mask_box(g, attribute)) as p:
+                if not p.empty:
+                    yield name, p, self._mask(p, g, attribute)
 
     def _clip(self, alpha, mask):
         if self._clip_to_masks:
@@ -783,63 +536,51 @@ class SyntheticFaces:
 
     def _paint_facial_hair(self, canvas, f, g):
         cx, cy, a, b = g.cx, g.cy, g.a, g.b
-        style = self.style_of(f, "facial_hair")
         color = self.facial_hair_rgb(f)
         thickness = f["facial_hair_thickness"]
-        for style_id, name in enumerate(STYLES["facial_hair"]):
-            index = np.flatnonzero(style == style_id)
-            with self._attribute_patch(canvas, g, "facial_hair", index) as p:
-                if p.empty:
-                    continue
-                mask = self._mask(p, g, "facial_hair")
-                dx = p.X - p.param(cx)
-                if name in ("moustache", "full_beard"):
-                    # A band between two downward-bending curves, thinning
-                    # towards its tips.
-                    u = dx / p.param(0.45 * a)
-                    u2 = u * u
-                    lower = p.param(g.mouth_y - 0.12 * a) + p.param(0.12 * a) * u2
-                    # At least 1.5 px thick, to stay visible at 32 px.
-                    height = np.maximum(0.18 * a * thickness, 1.5)
-                    upper = lower - p.param(height) * (_F32(1.0) - _F32(0.4) * u2)
-                    hair = _above(p.Y - lower) * _coverage(p.Y - upper)
-                    hair *= _slab(dx, p.param(0.45 * a))
-                    p.paint(self._clip(hair, mask), p.color(color))
-                if name == "goatee":
-                    # Low on the chin, so that an open mouth does not hide it.
-                    chin_y = g.mouth_y + 0.45 * a
-                    hair = _ellipse(dx, p.Y - p.param(chin_y), p.param(0.2 * a * thickness),
-                                    p.param(0.24 * a))
-                    hair *= _coverage(p.Y - p.param(g.mouth_y + 0.12 * a))
-                    p.paint(self._clip(hair, mask), p.color(color))
-                if name == "full_beard":
-                    # The head outline grown by 6 %, below a line that rises
-                    # from the mouth corners to sideburns at the ears.
-                    u = np.clip(dx / p.param(a), -1.0, 1.0)
-                    top = p.param(cy + 0.05 * b) + p.param(0.36 * b) * (_F32(1.0) - u * u)
-                    hair = _coverage(self._egg_inside(p, g, 1.06, 1.06, 0.04))
-                    hair *= _coverage(p.Y - top)
-                    p.paint(self._clip(hair, mask), p.color(color))
+        for name, p, mask in self._style_patches(canvas, f, g, "facial_hair"):
+            dx = p.X - p.param(cx)
+            if name in ("moustache", "full_beard"):
+                # A band between two downward-bending curves, thinning
+                # towards its tips.
+                u = dx / p.param(0.45 * a)
+                u2 = u * u
+                lower = p.param(g.mouth_y - 0.12 * a) + p.param(0.12 * a) * u2
+                # At least 1.5 px thick, to stay visible at 32 px.
+                height = np.maximum(0.18 * a * thickness, 1.5)
+                upper = lower - p.param(height) * (_F32(1.0) - _F32(0.4) * u2)
+                hair = _above(p.Y - lower) * _coverage(p.Y - upper)
+                hair *= _slab(dx, p.param(0.45 * a))
+                p.paint(self._clip(hair, mask), p.color(color))
+            if name == "goatee":
+                # Low on the chin, so that an open mouth does not hide it.
+                chin_y = g.mouth_y + 0.45 * a
+                hair = _ellipse(dx, p.Y - p.param(chin_y), p.param(0.2 * a * thickness),
+                                p.param(0.24 * a))
+                hair *= _coverage(p.Y - p.param(g.mouth_y + 0.12 * a))
+                p.paint(self._clip(hair, mask), p.color(color))
+            if name == "full_beard":
+                # The head outline grown by 6 %, below a line that rises
+                # from the mouth corners to sideburns at the ears.
+                u = np.clip(dx / p.param(a), -1.0, 1.0)
+                top = p.param(cy + 0.05 * b) + p.param(0.36 * b) * (_F32(1.0) - u * u)
+                hair = _coverage(self._egg_inside(p, g, 1.06, 1.06, 0.04))
+                hair *= _coverage(p.Y - top)
+                p.paint(self._clip(hair, mask), p.color(color))
 
     def _paint_mouth(self, canvas, f, g):
         """The smile attribute: a neutral straight mouth when off; a closed
         arc, an open mouth (dark, teeth, tongue) or a wide grin (teeth) when
         on. Every mouth sits on a skin-coloured halo so it stays visible over
         a beard."""
-        style = self.style_of(f, "smile")
         # Dark enough to stand out from any skin, even as a 1 px line.
         lips = g.skin * 0.25 + _LIP_DARK * 0.75
-        for style_id, name in [(-1, "neutral"), *enumerate(STYLES["smile"])]:
-            index = np.flatnonzero(style == style_id)
-            with self._attribute_patch(canvas, g, "smile", index) as p:
-                if p.empty:
-                    continue
-                mask = self._mask(p, g, "smile")
-                shape = self._mouth_shape(p, f, g, name)
-                p.paint(self._clip(shape(p.param(g.halo)), mask), p.color(g.skin))
-                p.paint(self._clip(shape(_F32(0.0)), mask), p.color(lips))
-                if name in ("open", "grin"):
-                    self._paint_mouth_inside(p, f, g, name, mask, lips)
+        for name, p, mask in self._style_patches(canvas, f, g, "smile", off="neutral"):
+            shape = self._mouth_shape(p, f, g, name)
+            p.paint(self._clip(shape(p.param(g.halo)), mask), p.color(g.skin))
+            p.paint(self._clip(shape(_F32(0.0)), mask), p.color(lips))
+            if name in ("open", "grin"):
+                self._paint_mouth_inside(p, f, g, name, mask, lips)
 
     @staticmethod
     def _mouth_arcs(p, f, g, name):
@@ -911,180 +652,44 @@ class SyntheticFaces:
 
     def _paint_glasses(self, canvas, f, g):
         cx, a = g.cx, g.a
-        style = self.style_of(f, "glasses")
         frame_color = _palette(FRAME_PALETTE, f["glasses_color"])
         lens = 0.74 * g.eye_dx * f["glasses_size"]  # <= g.lens_max
-        for style_id, name in enumerate(STYLES["glasses"]):
-            index = np.flatnonzero(style == style_id)
-            with self._attribute_patch(canvas, g, "glasses", index) as p:
-                if p.empty:
-                    continue
-                mask = self._mask(p, g, "glasses")
-                dx = np.abs(p.X - p.param(cx)) - p.param(g.eye_dx)  # from each eye
-                dy = p.Y - p.param(g.eye_y)
-                radius = p.param(lens)
-                frame = p.param(g.frame)
-                if name == "round":
-                    rx, ry = radius, radius
-                    rho = _norm_radius(dx, dy, rx, ry)
-                elif name == "square":
-                    rx, ry = radius * _F32(1.1), radius * _F32(0.8)
-                    rho = _norm_radius(dx, dy, rx, ry, power4=True)
-                    frame = frame * _F32(1.5)
-                else:  # sunglasses: large dark lenses hanging a little low
-                    rx, ry = radius * _F32(1.1), radius * _F32(0.9)
-                    dy = dy - radius * _F32(0.1)
-                    rho = _norm_radius(dx, dy, rx, ry)
-                lens_fill = _coverage((_F32(1.0) - rho) * ry)
-                if name == "sunglasses":
-                    p.paint(self._clip(lens_fill, mask),
-                            p.color(_DARK_LENS * 0.8 + frame_color * 0.2))
-                    glint = _ellipse(dx + rx * _F32(0.35), dy + ry * _F32(0.4),
-                                     rx * _F32(0.22), ry * _F32(0.16))
-                    p.paint(self._clip(glint * _F32(0.8), mask), _EYE_WHITE)
-                else:  # clear lenses with a faint blue tint
-                    p.paint(self._clip(lens_fill * _F32(0.25), mask), (0.75, 0.88, 1.0))
-                p.paint(self._clip(_ring(rho, ry, frame), mask), p.color(frame_color))
-                # The bridge between the lenses and the temples to the ears.
-                bar_y = dy + ry * _F32(0.3)
-                centre_dx = p.X - p.param(cx)
-                bridge_half = p.param(g.eye_dx) - rx
-                bridge = _hcapsule(centre_dx, bar_y, bridge_half, frame)
-                temple_start = p.param(g.eye_dx) + rx
-                temple_end = p.param(0.98 * a)
-                temple_half = np.maximum((temple_end - temple_start) * _F32(0.5), 0.0)
-                temples = _hcapsule(np.abs(centre_dx) - (temple_start + temple_half),
-                                    bar_y, temple_half, frame)
-                bars = np.maximum(bridge, temples)
-                p.paint(self._clip(bars, mask), p.color(frame_color))
+        for name, p, mask in self._style_patches(canvas, f, g, "glasses"):
+            dx = np.abs(p.X - p.param(cx)) - p.param(g.eye_dx)  # from each eye
+            dy = p.Y - p.param(g.eye_y)
+            radius = p.param(lens)
+            frame = p.param(g.frame)
+            if name == "round":
+                rx, ry = radius, radius
+                rho = _norm_radius(dx, dy, rx, ry)
+            elif name == "square":
+                rx, ry = radius * _F32(1.1), radius * _F32(0.8)
+                rho = _norm_radius(dx, dy, rx, ry, power4=True)
+                frame = frame * _F32(1.5)
+            else:  # sunglasses: large dark lenses hanging a little low
+                rx, ry = radius * _F32(1.1), radius * _F32(0.9)
+                dy = dy - radius * _F32(0.1)
+                rho = _norm_radius(dx, dy, rx, ry)
+            lens_fill = _coverage((_F32(1.0) - rho) * ry)
+            if name == "sunglasses":
+                p.paint(self._clip(lens_fill, mask),
+                        p.color(_DARK_LENS * 0.8 + frame_color * 0.2))
+                glint = _ellipse(dx + rx * _F32(0.35), dy + ry * _F32(0.4),
+                                 rx * _F32(0.22), ry * _F32(0.16))
+                p.paint(self._clip(glint * _F32(0.8), mask), _EYE_WHITE)
+            else:  # clear lenses with a faint blue tint
+                p.paint(self._clip(lens_fill * _F32(0.25), mask), (0.75, 0.88, 1.0))
+            p.paint(self._clip(_ring(rho, ry, frame), mask), p.color(frame_color))
+            # The bridge between the lenses and the temples to the ears.
+            bar_y = dy + ry * _F32(0.3)
+            centre_dx = p.X - p.param(cx)
+            bridge_half = p.param(g.eye_dx) - rx
+            bridge = _hcapsule(centre_dx, bar_y, bridge_half, frame)
+            temple_start = p.param(g.eye_dx) + rx
+            temple_end = p.param(0.98 * a)
+            temple_half = np.maximum((temple_end - temple_start) * _F32(0.5), 0.0)
+            temples = _hcapsule(np.abs(centre_dx) - (temple_start + temple_half),
+                                bar_y, temple_half, frame)
+            bars = np.maximum(bridge, temples)
+            p.paint(self._clip(bars, mask), p.color(frame_color))
 
-
-def _check_attribute(attribute: str) -> None:
-    if attribute not in ATTRIBUTES:
-        raise ValueError(f"Unknown attribute {attribute!r}; use one of {ATTRIBUTES}.")
-
-
-# --------------------------------------------------------------------------
-# Registry: keras_csvae.data.load("synthetic_faces", split, image_size=...,
-# num_examples=...).
-# --------------------------------------------------------------------------
-
-# CPU-sized defaults: widths a quarter of the paper's (conv 64/128/256, dense
-# 2048, decoder 256/128/32; pass those with --model-config on a GPU). β2 = 5
-# instead of 1: with β2 = 1 the posteriors of W_i stay far from p(w|y) within
-# this budget and edits at the prior mean leave the face (see RESULTS.md).
-DEFAULTS = {
-    "epochs": 15,
-    "batch_size": 64,
-    "model": {
-        "architecture": "conv",
-        "z_dim": 16,
-        "w_dim": 2,
-        "conv_filters": [16, 32, 64],
-        "dense_units": 256,
-        "decoder_filters": [64, 32, 16],
-        "betas": [20.0, 5.0, 0.2, 10.0, 1.0],
-    },
-}
-
-
-def split_size(split: str, num_examples=None) -> int:
-    """Number of faces in ``split``: ``num_examples`` or the default size."""
-    if num_examples is None:
-        return DEFAULT_SPLIT_SIZES[split]
-    if isinstance(num_examples, bool) or not isinstance(num_examples, (int, np.integer)) \
-            or num_examples < 1:
-        raise registry.DatasetError(
-            f"num_examples must be a positive integer, got {num_examples!r}."
-        )
-    return int(num_examples)
-
-
-def dataset_info(image_size: int = 64, num_examples=None) -> registry.DatasetInfo:
-    size = _check_image_size(image_size)
-    return registry.DatasetInfo(
-        name="synthetic_faces",
-        input_shape=(size, size, 3),
-        label_names=ATTRIBUTES,
-        description=(
-            "procedural cartoon faces: glasses, smile, facial hair, 3 styles "
-            "each, exact counterfactuals (rendered, no download)"
-        ),
-    )
-
-
-def load_arrays(split: str, image_size: int = 64, num_examples=None):
-    """``(x, y)``: float32 ``[n, S, S, 3]`` in ``[0, 1]`` and float32 ``[n, 3]``.
-
-    The first ``num_examples`` faces of the split (its fixed seed), so a small
-    ``num_examples`` is a prefix of the full split.
-    """
-    renderer = SyntheticFaces(image_size)
-    n = split_size(split, num_examples)
-    x = np.empty((n, renderer.image_size, renderer.image_size, 3), np.float32)
-    y = np.empty((n, len(ATTRIBUTES)), np.float32)
-    start = 0
-    for images, labels, _ in renderer.iter_chunks(n, SPLIT_SEEDS[split]):
-        stop = start + len(images)
-        np.divide(images, np.float32(255.0), out=x[start:stop], dtype=np.float32)
-        y[start:stop] = labels
-        start = stop
-    return x, y
-
-
-class _RenderedChunks:
-    """Renders a split lazily, chunk by chunk, and keeps the uint8 chunks so
-    later epochs do not render again (``[n, S, S, 3]`` uint8: 245 MB for the
-    default train split at 64 px)."""
-
-    def __init__(self, renderer: SyntheticFaces, n: int, seed: int, chunk: int = 512):
-        self.renderer, self.n, self.seed, self.chunk = renderer, n, seed, chunk
-        self._factors = None
-        self._chunks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    def __call__(self):
-        if self._factors is None:
-            self._factors = self.renderer.sample_factors(self.n, self.seed)
-        for start in range(0, self.n, self.chunk):
-            if start not in self._chunks:
-                part = slice_factors(self._factors, slice(start, start + self.chunk))
-                self._chunks[start] = (
-                    self.renderer.render(part),
-                    self.renderer.labels(part).astype(np.float32),
-                )
-            yield self._chunks[start]
-
-
-def load_tf_data(split: str, image_size: int = 64, num_examples=None):
-    """A ``tf.data.Dataset`` of unbatched ``(x, y)``: uint8 ``[S, S, 3]`` in
-    ``[0, 255]`` (the registry's stored form; ``registry.load`` gives float32
-    in ``[0, 1]``, the values of ``load_arrays``) and float32 ``[3]``.
-
-    Rendered on the fly during the first pass and kept in memory as uint8.
-    """
-    import tensorflow as tf
-
-    renderer = SyntheticFaces(image_size)
-    n = split_size(split, num_examples)
-    size = renderer.image_size
-    chunks = tf.data.Dataset.from_generator(
-        _RenderedChunks(renderer, n, SPLIT_SEEDS[split]),
-        output_signature=(
-            tf.TensorSpec((None, size, size, 3), tf.uint8),
-            tf.TensorSpec((None, len(ATTRIBUTES)), tf.float32),
-        ),
-    )
-
-    return chunks.unbatch().apply(tf.data.experimental.assert_cardinality(n))
-
-
-registry.register_dataset(
-    "synthetic_faces",
-    registry.Dataset(
-        info_fn=dataset_info,
-        arrays_fn=load_arrays,
-        tf_data_fn=load_tf_data,
-        defaults=DEFAULTS,
-        options=("image_size", "num_examples"),
-    ),
-)
