@@ -22,3 +22,17 @@ from keras_csvae.data.registry import (
 from keras_csvae.data import swiss_roll  # noqa: E402,F401
 from keras_csvae.data import celeba, digits, tfd  # noqa: E402,F401
 from keras_csvae.data import synthetic_faces, synthetic_faces_tfds  # noqa: E402,F401
+
+__all__ = [
+    "Dataset",
+    "DatasetError",
+    "DatasetInfo",
+    "as_float_images",
+    "get",
+    "info",
+    "load",
+    "load_arrays",
+    "load_stored",
+    "names",
+    "register_dataset",
+]

@@ -17,7 +17,7 @@ Each example (the same faces, in the same order, as
     labels   {glasses, smile, facial_hair}: bool
     styles   {glasses, smile, facial_hair}: int32 style id, -1 when off
     factors  {name: float32 scalar or [3]} the continuous factors and
-             hair_style (as a float), see keras_csvae.data.synthetic_faces
+             hair_style (as a float), see keras_csvae.data.synthetic_faces.factors
 """
 
 from __future__ import annotations

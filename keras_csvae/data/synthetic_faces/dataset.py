@@ -144,10 +144,10 @@ def load_arrays(split: str, image_size: int = 64, num_examples=None):
     x = np.empty((n, renderer.image_size, renderer.image_size, 3), np.float32)
     y = np.empty((n, len(ATTRIBUTES)), np.float32)
     start = 0
-    for images, labels, _ in renderer.iter_chunks(n, SPLIT_SEEDS[split]):
+    for images, chunk_labels, _ in renderer.iter_chunks(n, SPLIT_SEEDS[split]):
         stop = start + len(images)
         np.divide(images, np.float32(255.0), out=x[start:stop], dtype=np.float32)
-        y[start:stop] = labels
+        y[start:stop] = chunk_labels
         start = stop
     return x, y
 
