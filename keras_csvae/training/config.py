@@ -59,16 +59,16 @@ class TrainConfig:
         from keras_csvae.training.presets import preset
 
         registry.get(self.dataset)  # an unknown name raises DatasetError, listing the known ones
-        defaults = preset(self.dataset)
+        dataset_preset = preset(self.dataset)
         config = dataclasses.replace(
             self,
-            epochs=self.epochs if self.epochs is not None else defaults.epochs,
-            batch_size=self.batch_size if self.batch_size is not None else defaults.batch_size,
+            epochs=self.epochs if self.epochs is not None else dataset_preset.epochs,
+            batch_size=self.batch_size if self.batch_size is not None else dataset_preset.batch_size,
             steps_per_execution=(
-                self.steps_per_execution if self.steps_per_execution is not None else defaults.steps_per_execution
+                self.steps_per_execution if self.steps_per_execution is not None else dataset_preset.steps_per_execution
             ),
             # A copy: the preset's lists must not be shared with (and changed through) a run's config.
-            model_kwargs={**copy.deepcopy(defaults.model), **self.model_kwargs},
+            model_kwargs={**copy.deepcopy(dataset_preset.model), **self.model_kwargs},
             dataset_options=dict(self.dataset_options),
         )
         if config.epochs < 1 or config.batch_size < 1 or config.steps_per_execution < 1:
