@@ -89,7 +89,9 @@ class Editor:
         self.label_names = tuple(model.get("label_names") or ())
         self.image_shape = tuple(model.get("image_shape") or ())
         if len(self.image_shape) != 3:
-            raise EditError(f"{export_dir} holds a model of {model.get('data_shape')} vectors, not images: nothing to edit.")
+            raise EditError(
+                f"{export_dir} holds a model of {model.get('data_shape')} vectors, not images: nothing to edit."
+            )
         self.w_dim = model.get("w_dim")
         self.prior = model.get("prior")
         self.threads = threads
@@ -176,7 +178,9 @@ class Editor:
         if array.ndim == 3:
             array = array[None]
         if array.ndim != 4 or array.shape[-1] != channels:
-            raise EditError(f"a picture array must be [H, W, {channels}] (or [n, H, W, {channels}]), got {list(np.shape(image))}.")
+            raise EditError(
+                f"a picture array must be [H, W, {channels}] (or [n, H, W, {channels}]), got {list(np.shape(image))}."
+            )
         if array.shape[1:3] != (height, width):
             array = np.stack([resize(np.clip(a, 0.0, 1.0), height, width) for a in array])
         return array, False
@@ -286,7 +290,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "Labels not given keep their value (--from, default 0). Uses only onnxruntime, numpy and Pillow."
         ),
     )
-    parser.add_argument("input", help=f"the picture to edit (PNG, JPEG, GIF or BMP; up to {MAX_IMAGE_PIXELS / 1e6:.0f} MP, EXIF orientation applied)")
+    parser.add_argument(
+        "input",
+        help=f"the picture to edit (PNG, JPEG, GIF or BMP; up to {MAX_IMAGE_PIXELS / 1e6:.0f} MP, "
+        "EXIF orientation applied)",
+    )
     parser.add_argument("--model", required=True, help="export directory (csvae export --out)")
     parser.add_argument(
         "--set", dest="labels", action="append", type=_label_value, required=True, metavar="LABEL=VALUE",
@@ -297,10 +305,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="a label the picture has now, 0 or 1 (default: a label set to 1 was 0, set to 0 was 1, others 0)",
     )
     how = parser.add_mutually_exclusive_group()
-    how.add_argument("--style", type=int, metavar="K", help=f"the K-th of {STYLE_SIDE ** 2} fixed styles in each present label's subspace")
-    how.add_argument("--grid", action="store_true", help="write a traversal grid of the present labels' subspaces (tile K = --style K)")
-    parser.add_argument("--grid-size", type=int, default=STYLE_SIDE, help=f"tiles per side of --grid (default {STYLE_SIDE})")
-    parser.add_argument("--out", required=True, help="the file to write; its extension picks the format: .png, .jpg/.jpeg or .webp")
+    how.add_argument("--style", type=int, metavar="K",
+                     help=f"the K-th of {STYLE_SIDE ** 2} fixed styles in each present label's subspace")
+    how.add_argument("--grid", action="store_true",
+                     help="write a traversal grid of the present labels' subspaces (tile K = --style K)")
+    parser.add_argument("--grid-size", type=int, default=STYLE_SIDE,
+                        help=f"tiles per side of --grid (default {STYLE_SIDE})")
+    parser.add_argument("--out", required=True,
+                        help="the file to write; its extension picks the format: .png, .jpg/.jpeg or .webp")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
     parser.set_defaults(func=run)
     return parser
@@ -340,7 +352,9 @@ def run(args) -> Path:
     except OSError as err:
         raise EditError(f"cannot write {out}: {err.strerror or err}.") from err
     target = " ".join(f"{name}={value:g}" for name, value in zip(editor.label_names, editor.target(labels, source)))
-    extra = f", style {args.style}" if args.style is not None else (f", {args.grid_size}x{args.grid_size} grid" if args.grid else "")
+    extra = f", {args.grid_size}x{args.grid_size} grid" if args.grid else ""
+    if args.style is not None:
+        extra = f", style {args.style}"
     print(f"Wrote {out} ({target}{extra})")
     return out
 

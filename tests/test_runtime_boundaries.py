@@ -170,8 +170,9 @@ def _imports(path: Path) -> list[str]:
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            base = ".".join(package[: len(package) - node.level + 1] + [node.module or ""]) if node.level else node.module
-            base = base.strip(".")
+            base = node.module
+            if node.level:  # from . import x / from ..a import b
+                base = ".".join(package[: len(package) - node.level + 1] + [node.module or ""]).strip(".")
             names += [base] + [f"{base}.{alias.name}" for alias in node.names]
     return names
 

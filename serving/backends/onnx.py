@@ -48,7 +48,8 @@ def encode_images(pixels: np.ndarray) -> np.ndarray:
 def _onnx_spec(arg) -> TensorSpec:
     if arg.type != "tensor(float)":
         raise LoadError(f"ONNX tensor {arg.name!r} is {arg.type}; the server serves float32 interfaces only.")
-    return TensorSpec(arg.name, FLOAT32, tuple(d if isinstance(d, int) else -1 for d in arg.shape), tensor_name=arg.name)
+    shape = tuple(d if isinstance(d, int) else -1 for d in arg.shape)
+    return TensorSpec(arg.name, FLOAT32, shape, tensor_name=arg.name)
 
 
 def _session_pipeline(name: str, session) -> Pipeline:
@@ -99,7 +100,8 @@ class OnnxServable(Servable):
         manipulate = pipelines[DEFAULT_EDIT_SIGNATURE]
         default = dataclasses.replace(manipulate, signature=manipulate.signature.renamed(SERVING_DEFAULT))
         pipelines = {SERVING_DEFAULT: default, **pipelines}
-        super().__init__(metadata.get("name") or "csvae", metadata.get("version") or 1, pipelines, self.model.get("image_shape"))
+        name, version = metadata.get("name") or "csvae", metadata.get("version") or 1
+        super().__init__(name, version, pipelines, self.model.get("image_shape"))
 
     def _composed(self, pipelines: dict) -> dict:
         """``reconstruct``, ``sample`` (CSVAE) and ``manipulate_image`` built from the ONNX files."""
@@ -116,17 +118,25 @@ class OnnxServable(Servable):
 
             def sample(feeds):
                 mean, scale = prior_w(feeds["y"], prior, w_dim)
-                return {"x_sample": decode.compute({"z": feeds["eps_z"], "w": mean + scale * feeds["eps_w"]})[decoded.name]}
+                drawn = mean + scale * feeds["eps_w"]
+                return {"x_sample": decode.compute({"z": feeds["eps_z"], "w": drawn})[decoded.name]}
 
             y = encode.signature.input("y")
             z, w = decode.signature.input("z"), decode.signature.input("w")
             composed["reconstruct"] = Pipeline(
-                Signature("reconstruct", encode.signature.inputs, (dataclasses.replace(decoded, name="x_reconstruction"),)), reconstruct
+                Signature(
+                    "reconstruct", encode.signature.inputs, (dataclasses.replace(decoded, name="x_reconstruction"),)
+                ),
+                reconstruct,
             )
             composed["sample"] = Pipeline(
                 Signature(
                     "sample",
-                    (dataclasses.replace(z, name="eps_z", tensor_name="eps_z"), dataclasses.replace(w, name="eps_w", tensor_name="eps_w"), y),
+                    (
+                        dataclasses.replace(z, name="eps_z", tensor_name="eps_z"),
+                        dataclasses.replace(w, name="eps_w", tensor_name="eps_w"),
+                        y,
+                    ),
                     (dataclasses.replace(decoded, name="x_sample"),),
                 ),
                 sample,

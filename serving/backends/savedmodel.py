@@ -55,7 +55,10 @@ def read_signature_defs(path) -> dict[str, Signature]:
         for key, info in sorted(infos.items()):
             dtype = _TF_TO_DTYPE.get(types_pb2.DataType.Name(info.dtype))
             if dtype is None or info.tensor_shape.unknown_rank:
-                raise LoadError(f"{where} {key!r} is {types_pb2.DataType.Name(info.dtype)}; only DT_FLOAT/DT_STRING of known rank are served.")
+                raise LoadError(
+                    f"{where} {key!r} is {types_pb2.DataType.Name(info.dtype)}; "
+                    "only DT_FLOAT/DT_STRING of known rank are served."
+                )
             out.append(TensorSpec(key, dtype, tuple(int(d.size) for d in info.tensor_shape.dim), tensor_name=info.name))
         return tuple(out)
 
@@ -129,7 +132,8 @@ def load_savedmodel(export_dir, threads: int = 1) -> Repository:
     for model_dir in sorted(p for p in base.iterdir() if p.is_dir()):
         available = [int(p.name) for p in model_dir.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file()]
         for version in served_versions(available, version_policy(base / MODELS_CONFIG, model_dir.name)):
-            servables.append(SavedModelServable(model_dir / str(version), model_dir.name, version, threads, image_shape))
+            path = model_dir / str(version)
+            servables.append(SavedModelServable(path, model_dir.name, version, threads, image_shape))
     if not servables:
         raise LoadError(f"{base} holds no <name>/<version>/saved_model.pb to serve.")
     return Repository(servables)

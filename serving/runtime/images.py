@@ -163,7 +163,9 @@ def resize(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     no rounding happens before the model sees the picture."""
     Image = _pil()
     planes = [
-        np.asarray(Image.fromarray(np.ascontiguousarray(pixels[..., c]), mode="F").resize((width, height), Image.BILINEAR))
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(pixels[..., c]), mode="F").resize((width, height), Image.BILINEAR)
+        )
         for c in range(pixels.shape[-1])
     ]
     return np.clip(np.stack(planes, axis=-1), 0.0, 1.0).astype(np.float32)
