@@ -11,11 +11,11 @@ and 256:
   ``tf.function`` of the exported ``manipulate``;
 - SavedModel through ``tf.saved_model.load`` (its ``manipulate`` signature);
 - onnxruntime: default session options, then 1 and 2 intra-op threads with
-  spinning off (``keras_csvae.edge.onnx_session``), and the int8 model the
+  spinning off (``serving.runtime.sessions.onnx_session``), and the int8 model the
   export writes when it passes its quality gate;
 - for comparison, onnxruntime on the previous ONNX export of ``manipulate``
   (plain tf2onnx: ``ConvTranspose``, ``onnx_export.convert(subpixel=False)``);
-- the edge editor, PNG in → PNG out (``keras_csvae.edge.Editor``), and its parts.
+- the edge editor, PNG in → PNG out (``serving.edge.Editor``), and its parts.
 
 Variants are timed in interleaved blocks of consecutive calls (so that one
 variant's spinning threads do not land in another's samples).
@@ -128,7 +128,7 @@ def variants(model, content, export_dir: Path, saved_model_path: Path, x, y):
     import tensorflow as tf
 
     from export.signatures import model_functions
-    from keras_csvae import edge
+    from serving.runtime.sessions import onnx_session
 
     function = model_functions(model)["manipulate"]
     raw = tf.function(function.fn, input_signature=list(function.input_specs))
@@ -138,17 +138,17 @@ def variants(model, content, export_dir: Path, saved_model_path: Path, x, y):
     sessions = {
         "onnxruntime, default session options": ort.InferenceSession(str(onnx_dir / "manipulate.onnx"),
                                                                      providers=["CPUExecutionProvider"]),
-        "onnxruntime, 1 thread, no spinning": edge.onnx_session(onnx_dir / "manipulate.onnx", threads=1),
-        "onnxruntime, 2 threads, no spinning": edge.onnx_session(onnx_dir / "manipulate.onnx", threads=2),
+        "onnxruntime, 1 thread, no spinning": onnx_session(onnx_dir / "manipulate.onnx", threads=1),
+        "onnxruntime, 2 threads, no spinning": onnx_session(onnx_dir / "manipulate.onnx", threads=2),
     }
     sessions["previous export (ConvTranspose): onnxruntime, default session options"] = ort.InferenceSession(
         str(onnx_dir / PLAIN_ONNX), providers=["CPUExecutionProvider"])
-    sessions["previous export (ConvTranspose): onnxruntime, 2 threads, no spinning"] = edge.onnx_session(
+    sessions["previous export (ConvTranspose): onnxruntime, 2 threads, no spinning"] = onnx_session(
         onnx_dir / PLAIN_ONNX, threads=2)
     int8 = onnx_dir / "manipulate.int8.onnx"
     if int8.is_file():
-        sessions["onnxruntime int8, 1 thread, no spinning"] = edge.onnx_session(int8, threads=1)
-        sessions["onnxruntime int8, 2 threads, no spinning"] = edge.onnx_session(int8, threads=2)
+        sessions["onnxruntime int8, 1 thread, no spinning"] = onnx_session(int8, threads=1)
+        sessions["onnxruntime int8, 2 threads, no spinning"] = onnx_session(int8, threads=2)
 
     def eager_manipulate(x_, y_, y_target):
         with eager_numpy_api():
@@ -180,21 +180,22 @@ def check_agreement(fns, batch):
 
 def edge_parts(export_dir, x, threads, rounds, block, budget):
     """Timings of the edge editor (PNG → PNG) and of its parts."""
-    from keras_csvae import edge
+    from serving.edge import Editor
+    from serving.runtime.images import decode_image, encode_png
 
-    editor = edge.Editor(export_dir, threads=threads)
-    png = edge.encode_png(x[0])
+    editor = Editor(export_dir, threads=threads)
+    png = encode_png(x[0])
     labels = {"glasses": 1}
     editor.edit(png, labels)  # session creation
     session = editor._session("manipulate")
-    pixels = edge.decode_image(png, editor.image_shape)[None]
+    pixels = decode_image(png, editor.image_shape)[None]
     feeds = {"x": pixels, "y": editor.source_labels(labels)[None], "y_target": editor.target(labels)[None]}
     edited = session.run(None, feeds)[0]
     fns = {
         "edge `Editor.edit`: PNG in → PNG out": lambda: editor.edit(png, labels),
-        "  part: `decode_image` (PIL decode + float)": lambda: edge.decode_image(png, editor.image_shape),
+        "  part: `decode_image` (PIL decode + float)": lambda: decode_image(png, editor.image_shape),
         "  part: onnxruntime `manipulate` (batch 1)": lambda: session.run(None, feeds),
-        "  part: `encode_png` (round + PIL encode)": lambda: edge.encode_png(edited[0]),
+        "  part: `encode_png` (round + PIL encode)": lambda: encode_png(edited[0]),
     }
     return timed_blocks(fns, rounds, block, budget), len(png)
 
@@ -310,7 +311,7 @@ def main(argv=None):
     if edit:
         report.target(f"edge editor {size}×{size} PNG → PNG < 10 ms", f"{edit.wall * 1e3:.2f} ms p50, "
                       f"{edit.wall_percentile(99) * 1e3:.2f} ms p99", "< 10 ms (p50)", edit.wall < 0.010,
-                      "`keras_csvae.edge.Editor(threads=1).edit(png_bytes, {'glasses': 1})`"
+                      "`serving.edge.Editor(threads=1).edit(png_bytes, {'glasses': 1})`"
                       + (" (quick: tiny 32 px model)" if quick else ""))
     eager = rows.get((1, "before: Keras `model.manipulate` with eager layers"))
     compiled = rows.get((1, "Keras `model.manipulate` (numpy API)"))

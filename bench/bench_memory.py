@@ -11,7 +11,7 @@ the child's RSS with psutil every 20 ms as a cross-check.
   ``training.train.dataset_for`` pipeline;
 - the ``dataset_for`` pipeline alone (its shuffle buffer holds uint8
   images), and the pipeline before that change (float32 shuffle buffer);
-- the edge editor (``keras_csvae.edge.Editor``: onnxruntime, numpy, Pillow;
+- the edge editor (``serving.edge.Editor``: onnxruntime, numpy, Pillow;
   no TensorFlow) editing PNGs with an exported model.
 
     python bench/bench_memory.py            # full, ~100 s (2 cores, light load)
@@ -109,9 +109,9 @@ def child_edge(spec: dict) -> dict:
     """Edits PNGs with the edge editor only; reports memory, cold start and imports."""
     phases = {}
     start = time.perf_counter()
-    from keras_csvae import edge
+    from serving import edge
 
-    phases["import keras_csvae.edge"] = common.peak_rss_mb()
+    phases["import serving.edge"] = common.peak_rss_mb()
     editor = edge.Editor(spec["export_dir"], threads=1)
     png = Path(spec["png"]).read_bytes()
     first = time.perf_counter()
@@ -163,12 +163,12 @@ def make_export(out: Path, quick: bool) -> tuple[Path, Path, str]:
     """Exports the synthetic_faces model (ONNX only, as ``bench_inference``) and writes one face as PNG."""
     common.quiet_tensorflow()
     import bench_inference
-    from keras_csvae import edge
+    from serving.runtime.images import encode_png
 
     model, size = bench_inference.build_model(quick)
     _, _, x, _ = bench_inference.export(model, size, out, quick, savedmodel_format=False, int8=False)
     png = out.parent / "face.png"
-    png.write_bytes(edge.encode_png(x[0]))
+    png.write_bytes(encode_png(x[0]))
     return out, png, f"synthetic_faces {size}×{size} ({'tiny' if quick else 'default'} widths)"
 
 

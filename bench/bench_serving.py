@@ -86,7 +86,7 @@ def make_export(directory: Path) -> Path:
 def face_pngs(n: int) -> list[bytes]:
     """``n`` 64x64 synthetic faces as PNG bytes (what a client would upload)."""
     from keras_csvae.data import synthetic_faces
-    from keras_csvae.edge import encode_png
+    from serving.runtime.images import encode_png
 
     x, _ = synthetic_faces.load_arrays("test", 64, num_examples=n)
     return [encode_png(image) for image in x]
@@ -250,7 +250,7 @@ def int8_model(export: Path, directory: Path, pngs: list[bytes]) -> Path:
     import numpy as np
     from onnxruntime import quantization
 
-    from keras_csvae.edge import decode_image
+    from serving.runtime.images import decode_image
 
     pixels = np.stack([decode_image(p, (64, 64, 3)) for p in pngs])
     feeds = [{"x": pixels[i : i + 1], "y": np.zeros((1, len(LABELS)), np.float32), "y_target": np.ones((1, len(LABELS)), np.float32)}
@@ -274,7 +274,7 @@ def model_compute(models: dict, quick: bool = False) -> dict:
     """onnxruntime ms per image: ``{(model, threads, batch): ms}`` for each model file, 1 and 2 threads."""
     import numpy as np
 
-    from keras_csvae.edge import onnx_session
+    from serving.runtime.sessions import onnx_session
 
     rng = np.random.default_rng(0)
     result = {}

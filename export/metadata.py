@@ -4,7 +4,9 @@
 version's ``assets.extra/``) holds: the model (type, labels, data shape,
 latent sizes, prior), the training config and its digest, package versions,
 every SavedModel signature and ONNX file with its inputs and outputs, the
-precision story, the verification errors and the int8 measurements.
+precision story, the verification errors and the int8 measurements. The
+file and signature names, and the fields that serving and the edge editor
+read, are those of ``serving.runtime.contract``.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from serving.runtime.contract import METADATA_FILE as METADATA_FILE  # re-exported: export's modules write it
+from serving.runtime.contract import SERVING_DEFAULT, savedmodel_path
+
 PACKAGES = ("keras-csvae", "tensorflow", "keras", "tensorflow-probability", "tf2onnx", "onnx", "onnxruntime", "numpy")
-METADATA_FILE = "metadata.json"
 FORMAT_VERSION = 1
 
 
@@ -112,8 +116,8 @@ def build_metadata(*, name, version, description, config, signatures, onnx_files
             "savedmodel": None
             if signatures is None
             else {
-                "path": f"savedmodel/{name}/{version}",
-                "default_signature": "serving_default",
+                "path": savedmodel_path(name, version),
+                "default_signature": SERVING_DEFAULT,
                 "signatures": signatures,
             },
             "onnx": onnx_files,

@@ -15,13 +15,7 @@ from typing import Callable
 import tensorflow as tf
 
 from export.errors import ExportError
-
-DEFAULT_SIGNATURE = "manipulate"  # what `serving_default` serves
-IMAGE_SIGNATURE = "manipulate_image"
-IMAGE_INPUT = "image_bytes"
-# TF Serving's REST API returns a DT_STRING output as {"b64": ...} only when
-# its name ends in "_bytes".
-IMAGE_OUTPUT = "edited_image_bytes"
+from serving.runtime.contract import DEFAULT_EDIT_SIGNATURE, IMAGE_INPUT, IMAGE_OUTPUT, IMAGE_SIGNATURE, SERVING_DEFAULT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,8 +102,10 @@ def _check_contract(model, name, fn, specs) -> tuple:
 def model_functions(model) -> dict[str, ServingFunction]:
     """The model's ``serving_functions()``, checked and with float32 outputs."""
     raw = model.serving_functions()
-    if DEFAULT_SIGNATURE not in raw:
-        raise ExportError(f"{type(model).__name__}.serving_functions() has no {DEFAULT_SIGNATURE!r}, which serving_default serves.")
+    if DEFAULT_EDIT_SIGNATURE not in raw:
+        raise ExportError(
+            f"{type(model).__name__}.serving_functions() has no {DEFAULT_EDIT_SIGNATURE!r}, which {SERVING_DEFAULT} serves."
+        )
     functions = {}
     for name, (fn, specs) in raw.items():
         output_specs = _check_contract(model, name, fn, specs)
@@ -168,8 +164,9 @@ def signature_functions(model) -> dict[str, ServingFunction]:
     """Every SavedModel signature: ``serving_default`` (= ``manipulate``), each
     of ``serving_functions()`` and, for image models, ``manipulate_image``."""
     functions = model_functions(model)
-    signatures = {"serving_default": dataclasses.replace(functions[DEFAULT_SIGNATURE], name="serving_default")}
+    default = functions[DEFAULT_EDIT_SIGNATURE]
+    signatures = {SERVING_DEFAULT: dataclasses.replace(default, name=SERVING_DEFAULT)}
     signatures.update(functions)
     if is_image_model(model):
-        signatures[IMAGE_SIGNATURE] = image_function(model, functions[DEFAULT_SIGNATURE])
+        signatures[IMAGE_SIGNATURE] = image_function(model, default)
     return signatures

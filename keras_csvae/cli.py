@@ -194,8 +194,8 @@ def build_parser():
     data.set_defaults(func=cmd_data)
 
     from export import command as export_command
-    from keras_csvae import edge
     from serving import command as serve_command
+    from serving import edge
 
     export_command.add_parser(sub)
     edge.add_parser(sub)  # csvae edit (onnxruntime only)

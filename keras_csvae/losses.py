@@ -21,6 +21,8 @@ import dataclasses
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from serving.runtime.contract import prior_parameters
+
 tfd = tfp.distributions
 
 
@@ -60,11 +62,11 @@ class WPrior:
         Args:
           y: ``[batch, k]`` labels in {0, 1} (any float dtype).
           w_dim: dimensions per label subspace.
+
+        The formula is the runtime's (``prior_parameters``), so exported graphs
+        and the TensorFlow-free editor compute the same numbers.
         """
-        y = tf.repeat(y, w_dim, axis=-1)
-        mean = y * self.mean_present + (1.0 - y) * self.mean_absent
-        scale = y * self.scale_present + (1.0 - y) * self.scale_absent
-        return mean, scale
+        return prior_parameters(tf.repeat(y, w_dim, axis=-1), dataclasses.asdict(self))
 
     def distribution(self, y, w_dim: int):
         """``p(w|y)`` as ``Independent(Normal)`` with event shape ``[k * w_dim]``."""

@@ -42,7 +42,8 @@ import numpy as np
 import orjson
 
 from serving.errors import InvalidArgument
-from serving.signatures import DEFAULT_SIGNATURE, FLOAT32, STRING, Signature, TensorSpec
+from serving.runtime.contract import SERVING_DEFAULT
+from serving.signatures import FLOAT32, STRING, Signature, TensorSpec
 
 INSTANCES, INPUTS, B64 = "instances", "inputs", "b64"
 # Largest integer a float32 holds exactly (TF Serving refuses larger ones as lossy).
@@ -206,12 +207,12 @@ def _batch_size(inputs: dict) -> int:
 
 # -- TF Serving REST v1 ------------------------------------------------------------------------------------
 def signature_name(document: dict) -> str:
-    name = document.get("signature_name", DEFAULT_SIGNATURE)
+    name = document.get("signature_name", SERVING_DEFAULT)
     if not isinstance(name, str):
         raise InvalidArgument(
             f"JSON Value: {_short(document)} not formatted correctly. 'signature_name' key must be a string value."
         )
-    return name or DEFAULT_SIGNATURE
+    return name or SERVING_DEFAULT
 
 
 def find_signature(signatures: dict[str, Signature], name: str) -> Signature:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib.metadata
 import logging
 import re
 import signal
@@ -33,7 +34,7 @@ from aiohttp import web
 from serving import protocol
 from serving.batching import MicroBatcher
 from serving.errors import DeadlineExceeded, InvalidArgument, NotFound, PayloadTooLarge, RequestTimeout, ServingError
-from serving.signatures import DEFAULT_SIGNATURE
+from serving.runtime.contract import SERVING_DEFAULT
 
 log = logging.getLogger("serving")
 
@@ -47,6 +48,15 @@ JSON = "application/json"
 # characters urllib.parse.quote (tritonclient) and httpx (KServe) leave as they
 # are (no percent-escapes in URLs or logs), and no signature name contains it.
 V2_SEPARATOR = "."
+PACKAGE = "keras-csvae"  # the server's name in the OIP v2 server metadata
+
+
+def package_version() -> str:
+    """The installed ``keras-csvae`` distribution's version (``unknown`` when run from a bare checkout)."""
+    try:
+        return importlib.metadata.version(PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def api_of(path: str) -> str:
@@ -64,7 +74,7 @@ def api_of(path: str) -> str:
 def v2_name(model: str, signature: str) -> str:
     """The Open Inference Protocol name of ``signature`` of ``model``: the plain
     model name for ``serving_default``, else ``model.signature``."""
-    return model if signature == DEFAULT_SIGNATURE else f"{model}{V2_SEPARATOR}{signature}"
+    return model if signature == SERVING_DEFAULT else f"{model}{V2_SEPARATOR}{signature}"
 
 
 @dataclasses.dataclass
@@ -295,9 +305,7 @@ class ModelServer:
     async def _v2(self, request, path, method):
         lowered = path.rstrip("/").lower()
         if method == "GET" and lowered == "/v2":
-            import keras_csvae
-
-            return _json(protocol.dumps({"name": "keras-csvae", "version": keras_csvae.__version__, "extensions": list(protocol.V2_EXTENSIONS)}))
+            return _json(protocol.dumps({"name": PACKAGE, "version": package_version(), "extensions": list(protocol.V2_EXTENSIONS)}))
         if method == "GET" and lowered == "/v2/health/live":
             return _json(protocol.dumps({"live": True}))
         if method == "GET" and lowered == "/v2/health/ready":
@@ -332,7 +340,7 @@ class ModelServer:
             asked = protocol.v2_signature_name(body.document)
             if signature_name is not None and asked is not None and asked != signature_name:
                 raise InvalidArgument(f"Model {name!r} is signature {signature_name!r}; 'parameters.signature_name' says {asked!r}")
-            signature = protocol.find_signature(servable.signatures, signature_name or asked or DEFAULT_SIGNATURE)
+            signature = protocol.find_signature(servable.signatures, signature_name or asked or SERVING_DEFAULT)
             parsed = protocol.parse_infer(body, signature, name, max_rows=self.config.max_batch_size)
             outputs = await self._infer(servable, parsed)
             answer, header_length = protocol.infer_response(name, servable.version, parsed, outputs)
@@ -344,7 +352,7 @@ class ModelServer:
         if tail == "/ready":
             ready = not self.draining
             return _json(protocol.dumps({"name": name, "ready": ready}), status=200 if ready else 503)
-        signature = servable.signatures[signature_name or DEFAULT_SIGNATURE]
+        signature = servable.signatures[signature_name or SERVING_DEFAULT]
         versions = [v for v, s in sorted(self.repository.models[model].items()) if signature.name in s.signatures]
         return _json(protocol.v2_model_metadata(name, versions, servable.platform, signature))
 

@@ -17,7 +17,6 @@ DTYPES = (FLOAT32, STRING)
 # its name ends in "_bytes" (raw bytes are not JSON).
 BYTES_SUFFIX = "_bytes"
 PREDICT_METHOD = "tensorflow/serving/predict"
-DEFAULT_SIGNATURE = "serving_default"
 
 _TF_DTYPES = {FLOAT32: "DT_FLOAT", STRING: "DT_STRING"}
 _V2_DATATYPES = {FLOAT32: "FP32", STRING: "BYTES"}

@@ -1,4 +1,4 @@
-"""The edge editor (``keras_csvae.edge``, ``csvae edit``): onnxruntime, numpy and
+"""The edge editor (``serving.edge``, ``csvae edit``): onnxruntime, numpy and
 Pillow only, checked against the Keras model and the SavedModel it was exported from.
 
 Uses the export of ``test_serving.shared_export`` (a tiny 16x16x3 CSVAE with
@@ -16,8 +16,10 @@ import sys
 import numpy as np
 import pytest
 
-from keras_csvae import edge
-from test_serving import SIZE, _tiny_model, csvae_command, decode_pngs, images, png_of, shared_export
+from serving import edge
+from serving.runtime.contract import ContractError, style_grid
+from serving.runtime.images import EXIF_ORIENTATION, ImageError, decode_image, encode_png
+from test_serving import BLOCKER, SIZE, _tiny_model, decode_pngs, images, png_of, shared_export
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +43,7 @@ def test_edit_matches_the_keras_model_and_the_savedmodel(editor, model, export_d
 
     x, _ = images(3, seed=20)
     pngs = [png_of(p) for p in x]
-    pixels = np.stack([edge.decode_image(p, (SIZE, SIZE, 3)) for p in pngs])
+    pixels = np.stack([decode_image(p, (SIZE, SIZE, 3)) for p in pngs])
     labels = {"glasses": 1, "facial_hair": 1}
     y = np.array([[1, 0, 1]] * 3, np.float32)
     source = np.zeros_like(y)  # by default a label set to 1 was 0; smile, not given, is 0 and kept
@@ -65,8 +67,8 @@ def test_decode_image_matches_tensorflow():
     rng = np.random.default_rng(22)
     for shape, channels in [((40, 30, 3), 3), ((16, 16, 4), 3), ((9, 21, 1), 3), ((30, 30, 3), 1)]:
         pixels = rng.integers(0, 256, shape, dtype=np.uint8)
-        png = edge.encode_png(pixels / 255.0)
-        ours = edge.decode_image(png, (SIZE, SIZE, channels))
+        png = encode_png(pixels / 255.0)
+        ours = decode_image(png, (SIZE, SIZE, channels))
         image = tf.io.decode_png(png, channels=channels if channels != 1 else 3)
         if channels == 1:  # ITU-R 601 luma, as Pillow's "L"
             image = tf.cast(tf.round(tf.reduce_sum(tf.cast(image, tf.float32) * [0.299, 0.587, 0.114], -1, keepdims=True)), tf.uint8)
@@ -77,7 +79,7 @@ def test_decode_image_matches_tensorflow():
 
 def test_styles_are_points_of_the_label_subspace(editor, model, export_dir):
     x, _ = images(1, seed=23)
-    grid = edge.style_grid(editor.prior, editor.w_dim)
+    grid = style_grid(editor.prior, editor.w_dim)
     np.testing.assert_allclose(grid, model.subspace_grid("glasses", n=3, extent=2.0), atol=1e-6)
     for k in (0, 4, 8):
         edited = editor.edit(x[0], {"glasses": 1}, style=k)
@@ -123,13 +125,13 @@ def test_user_errors_name_the_labels(editor, labels, style, message):
 
 
 def test_unreadable_inputs_and_incomplete_exports(editor, export_dir, tmp_path):
-    with pytest.raises(edge.ImageError, match="not a PNG/JPEG/GIF/BMP picture"):
+    with pytest.raises(ImageError, match="not a PNG/JPEG/GIF/BMP picture"):
         editor.edit(b"hello", {"glasses": 1})
     with pytest.raises(edge.EditError, match="cannot read"):
         editor.edit(tmp_path / "missing.png", {"glasses": 1})
     with pytest.raises(edge.EditError, match=r"must be \[H, W, 3\]"):
         editor.edit(np.zeros((16, 16)), {"glasses": 1})
-    with pytest.raises(edge.EditError, match="metadata.json is missing"):
+    with pytest.raises(ContractError, match="metadata.json is missing"):
         edge.Editor(tmp_path)
     partial = tmp_path / "partial"
     shutil.copytree(export_dir, partial, ignore=shutil.ignore_patterns("savedmodel", "edit_at.onnx"))
@@ -149,34 +151,11 @@ def partial_editor_works(path, pixels) -> bool:
 
 
 # -- csvae edit ---------------------------------------------------------------------------------
-def test_csvae_edit_in_a_fresh_process_without_tensorflow(editor, export_dir, tmp_path):
-    x, _ = images(1, seed=26)
-    source = tmp_path / "face.png"
-    source.write_bytes(png_of(x[0]))
-    out = tmp_path / "edited.png"
-    result = subprocess.run(
-        csvae_command("edit", source, "--model", export_dir, "--set", "glasses=1", "--set", "smile=0", "--out", out),
-        capture_output=True, text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
-    assert result.returncode == 0, result.stderr
-    assert "Wrote" in result.stdout and "glasses=1 smile=0 facial_hair=0" in result.stdout
-    assert "IMPORTED:\n" in result.stdout  # neither tensorflow, keras nor tensorflow_probability
-    assert out.read_bytes() == editor.edit(source.read_bytes(), {"glasses": 1, "smile": 0})
-
-
 def _csvae_in_process(*args) -> int:
-    """``csvae ARGS`` in this process, with ``edit`` registered (as cli.py will)."""
-    import argparse
-
+    """``csvae ARGS`` in this process; the exit status."""
     from keras_csvae import cli
 
-    parser = cli.build_parser()
-    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if "edit" not in subparsers.choices:
-        edge.add_parser(subparsers)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cli, "build_parser", lambda: parser)
-        return cli.main([str(a) for a in args])
+    return cli.main([str(a) for a in args])
 
 
 def test_csvae_edit_style_grid_and_errors(editor, export_dir, tmp_path, capsys):
@@ -228,17 +207,17 @@ def test_exif_rotated_photo_is_edited_upright(editor, export_dir, tmp_path):
     from PIL import Image
 
     exif = Image.Exif()
-    exif[edge.EXIF_ORIENTATION] = 6
+    exif[EXIF_ORIENTATION] = 6
     photo = _jpeg(_two_tone(48, 96), exif=exif.tobytes())
-    upright = edge.decode_image(photo, (SIZE, SIZE, 3))
+    upright = decode_image(photo, (SIZE, SIZE, 3))
     top, bottom = upright[: SIZE // 2 - 2].mean(axis=(0, 1)), upright[SIZE // 2 + 2 :].mean(axis=(0, 1))
     assert top[0] > 0.9 and top[2] < 0.1 and bottom[2] > 0.9 and bottom[0] < 0.1, (top, bottom)
-    sideways = edge.decode_image(_jpeg(_two_tone(48, 96)), (SIZE, SIZE, 3))  # the same picture without the tag
+    sideways = decode_image(_jpeg(_two_tone(48, 96)), (SIZE, SIZE, 3))  # the same picture without the tag
     assert sideways[:, : SIZE // 2 - 2].mean(axis=(0, 1))[0] > 0.9  # red on the left
     source = tmp_path / "phone.jpg"
     source.write_bytes(photo)
     assert _csvae_in_process("edit", source, "--model", export_dir, "--set", "glasses=1", "--out", tmp_path / "up.png") == 0
-    assert (tmp_path / "up.png").read_bytes() == edge.encode_png(editor.edit(upright, {"glasses": 1}))
+    assert (tmp_path / "up.png").read_bytes() == encode_png(editor.edit(upright, {"glasses": 1}))
 
 
 @pytest.mark.parametrize("suffix, fmt", [(".jpg", "JPEG"), (".JPEG", "JPEG"), (".webp", "WEBP"), (".png", "PNG")])
@@ -258,9 +237,10 @@ def test_csvae_edit_writes_the_format_out_names(editor, export_dir, tmp_path, su
     assert np.abs(pixels - expected).max() <= (0.5 / 255 + 1e-6 if fmt != "JPEG" else 0.1)
 
 
-# One fresh interpreter runs `csvae edit` on every error (and then on a 48 MP
-# photo): after each, TensorFlow must still be absent from sys.modules.
-EDIT_ERRORS_SCRIPT = r"""
+# One fresh interpreter where TensorFlow & co. cannot be imported (BLOCKER) runs
+# `csvae edit` on every error (and then on a 48 MP photo): after each,
+# TensorFlow must still be absent from sys.modules.
+EDIT_ERRORS_SCRIPT = BLOCKER + r"""
 import contextlib, io, json, re, sys
 from keras_csvae import cli
 cases = json.loads(sys.argv[1])

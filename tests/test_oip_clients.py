@@ -340,15 +340,18 @@ def test_metrics_label_errors_by_api(export_dir):
 # -- camera photos through the picture signature ------------------------------------------------------------------
 def test_camera_photos_on_both_backends(servers, export_dir):
     """A 20 MP JPEG (over the former 16.7 MP limit) and an EXIF-rotated one, as raw
-    bytes: both backends edit the upright, reduced picture that ``edge.decode_image``
+    bytes: both backends edit the upright, reduced picture that ``decode_image``
     makes (the SavedModel gets it as a PNG), as onnxruntime does on it directly."""
     from PIL import Image
     import io
 
-    from keras_csvae import edge
+    from serving.backends.savedmodel import graph_pictures
+    from serving.runtime.contract import IMAGE_INPUT
+    from serving.runtime.images import EXIF_ORIENTATION, decode_image
+    from serving.runtime.sessions import onnx_session
 
     exif = Image.Exif()
-    exif[edge.EXIF_ORIENTATION] = 6
+    exif[EXIF_ORIENTATION] = 6
     photos = []
     for size, extra in (((5472, 3648), {}), ((96, 48), {"exif": exif.tobytes()})):
         pixels = np.zeros((size[1], size[0], 3), np.uint8)
@@ -361,12 +364,12 @@ def test_camera_photos_on_both_backends(servers, export_dir):
     values = example_inputs(metadata, seed=46, pictures=photos)
     (picture,) = [s["name"] for s in metadata["inputs"] if s["datatype"] == "BYTES"]
     (output,) = [o["name"] for o in metadata["outputs"]]
-    decoded = np.stack([edge.decode_image(p, (SIZE, SIZE, 3)) for p in photos])
-    session = edge.onnx_session(export_dir / "onnx" / "manipulate.onnx")
+    decoded = np.stack([decode_image(p, (SIZE, SIZE, 3)) for p in photos])
+    session = onnx_session(export_dir / "onnx" / "manipulate.onnx")
     # manipulate.onnx's inputs: the picture's pixels, and the picture signature's other inputs
     feeds = {i.name: decoded if list(i.shape[1:]) == [SIZE, SIZE, 3] else values[i.name] for i in session.get_inputs()}
     (edited,) = session.run(None, feeds)
-    expected = decode_pngs([edge.encode_png(e) for e in edited])
+    expected = decode_pngs([png_of(e) for e in edited])
     for backend in BACKENDS:
         client = triton.InferenceServerClient(servers[backend].url.removeprefix("http://"))
         answer = client.infer("csvae.manipulate_image", triton_inputs(metadata, values), model_version="1").as_numpy(output)
@@ -375,8 +378,8 @@ def test_camera_photos_on_both_backends(servers, export_dir):
     # The edits of an untrained model barely depend on their input, so check what
     # the SavedModel's graph is given: the upright picture (red on top), at the
     # model's size; a picture already as stored goes unchanged.
-    assert picture == backends.IMAGE_INPUT
-    given = backends.graph_pictures(np.array(photos + [png_of(decoded[0])], object), (SIZE, SIZE, 3))
+    assert picture == IMAGE_INPUT
+    given = graph_pictures(np.array(photos + [png_of(decoded[0])], object), (SIZE, SIZE, 3))
     upright = decode_pngs([given[1]])[0]
     assert upright.shape == (SIZE, SIZE, 3) and upright[:4, :, 0].mean() > 200 and upright[-4:, :, 2].mean() > 200
     assert decode_pngs([given[0]]).shape == (1, SIZE, SIZE, 3) and given[2] == png_of(decoded[0])

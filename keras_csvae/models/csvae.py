@@ -11,6 +11,7 @@ import keras
 from keras_csvae import losses
 from keras_csvae.models import networks
 from keras_csvae.models.base import InputError, TwoOptimizerModel, gaussian_sample
+from serving.runtime.contract import style_grid
 
 EDIT_RULES = ("switched", "prior")
 
@@ -358,9 +359,7 @@ class CSVAE(TwoOptimizerModel):
         self.label_index(label)
         if self.w_dim != 2:
             raise InputError("subspace_grid draws 2-D grids; this model has w_dim != 2.")
-        axis = self.prior.mean_present + extent * self.prior.scale_present * np.linspace(-1, 1, n)
-        a, b = np.meshgrid(axis, axis, indexing="ij")
-        return np.stack([a.ravel(), b.ravel()], axis=-1).astype(np.float32)
+        return style_grid(dataclasses.asdict(self.prior), self.w_dim, side=n, extent=extent)
 
     def edit_variants(self, x, label, n=9, y=None, extent=2.0):
         """``n`` edits of ``x`` with ``label`` switched on, one per point of a

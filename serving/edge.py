@@ -1,9 +1,10 @@
-"""Edge editing: an export's ONNX files run with onnxruntime, numpy and Pillow only.
+"""The edge editor: an export's ONNX files run with onnxruntime, numpy and Pillow only.
 
-This module never imports TensorFlow, Keras or TFP, so an app can ship it
-with ``EXPORT_DIR/onnx/*.onnx`` and ``EXPORT_DIR/metadata.json`` alone::
+This module and ``serving.runtime`` never import TensorFlow, Keras or TFP, so
+an app can ship them with ``EXPORT_DIR/onnx/*.onnx`` and
+``EXPORT_DIR/metadata.json`` alone::
 
-    from keras_csvae.edge import Editor
+    from serving.edge import Editor
 
     editor = Editor("exports/faces")
     edited_png = editor.edit(png_bytes, {"glasses": 1})            # PNG in, PNG out
@@ -22,257 +23,37 @@ cannot read a picture's labels, so the source labels ``y`` are what the
 caller says (``source=`` / ``--from``), and otherwise: a label being set to 1
 was 0, a label being set to 0 was 1, and every other label is 0 and stays 0.
 
-The image helpers (``decode_image``, ``encode_png``, ``onnx_session``) are
-shared with ``serving.backends`` so that the local server and the editor
-read and write pictures the same way as the exported ``manipulate_image``.
+Pictures are read and written by ``serving.runtime.images``, as the server's
+``manipulate_image`` does; the prior and the styles come from
+``serving.runtime.contract``.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import math
 import os
 from pathlib import Path
 
 import numpy as np
 
-METADATA_FILE = "metadata.json"
-# The formats tf.io.decode_image reads: the SavedModel's manipulate_image and
-# these helpers then accept the same pictures.
-IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP")
-# Pictures up to 2**27 pixels (134 MP: today's 48-108 MP phone photos) are
-# taken; larger ones, and decompression bombs, are refused before decoding.
-# Memory while decoding one at the limit: JPEG ~1/64 of the full picture
-# (decoded at 1/8 scale; 6 MB for 134 MP), other formats the full picture at
-# its stored depth, at most 4 bytes a pixel (512 MB), then reduced.
-MAX_IMAGE_PIXELS = 1 << 27
-# A reducing decode keeps at least this many times the model's size per side.
-REDUCE_MARGIN = 2
-EXIF_ORIENTATION = 0x0112
-# csvae edit --out: the format from the file's extension.
-OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
-STYLE_SIDE = 3  # --style K picks one of STYLE_SIDE**2 points of W_i
-STYLE_EXTENT = 2.0  # the grid spans mean ± STYLE_EXTENT · scale of p(w_i | y_i = 1)
+from serving.runtime.contract import (
+    STYLE_SIDE,
+    ContractError,
+    onnx_file,
+    onnx_files,
+    prior_w,
+    read_metadata,
+    style_grid,
+)
+from serving.runtime.images import MAX_IMAGE_PIXELS, decode_image, encode_image, encode_png, output_format, resize
+from serving.runtime.sessions import onnx_session
+
 GRID_GAP = 2  # pixels between the tiles of a --grid mosaic
 
 
-class EditError(ValueError):
-    """A user error: unknown label, bad value, unreadable image, incomplete export."""
-
-
-class ImageError(EditError):
-    """Bytes that are not a readable PNG/JPEG/GIF/BMP picture."""
-
-
-# -- onnxruntime ------------------------------------------------------------------------------
-def onnx_session(path, threads: int = 1):
-    """A CPU ``onnxruntime.InferenceSession`` tuned for small models on few cores.
-
-    ``threads`` intra-op threads (1-2 beat the default on a 2-core machine) and
-    no spinning: spinning threads burn the cores that concurrent requests need.
-    """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = max(1, int(threads))
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
-
-
-def read_metadata(export_dir) -> dict:
-    """``EXPORT_DIR/metadata.json`` as a dict; ``EditError`` when it is missing or broken."""
-    path = Path(export_dir) / METADATA_FILE
-    if not path.is_file():
-        raise EditError(f"{export_dir} is not an export: {METADATA_FILE} is missing (make one with `csvae export`).")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise EditError(f"{path} is not readable JSON: {err}") from err
-
-
-# -- pictures ---------------------------------------------------------------------------------
-def _pil():
-    from PIL import Image
-
-    return Image
-
-
-def _open_picture(data: bytes, height: int, width: int):
-    """Encoded picture -> ``(loaded upright PIL image, as_stored, full_scale)``.
-
-    Large pictures are reduced *while decoding*, down to no less than
-    ``REDUCE_MARGIN`` times the target size on each side (the final resize
-    then still antialiases over several source pixels): JPEG in the decoder
-    (``Image.draft``: DCT scaling by 1/2, 1/4 or 1/8, so an 8000x6000 photo
-    never exists at full size), other formats after decoding by an integer box
-    filter (``Image.reduce``). The EXIF orientation of camera photos is
-    applied (``ImageOps.exif_transpose``). ``as_stored``: neither happened, the
-    picture is exactly what its bytes hold. ``full_scale``: see ``_to_channels``.
-    """
-    import warnings
-
-    Image = _pil()
-    from PIL import ImageOps
-
-    if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) == 0:
-        raise ImageError("expected the bytes of a PNG/JPEG/GIF/BMP picture, got nothing")
-    try:
-        with warnings.catch_warnings():
-            # The pixel limit is enforced below, with its own message; Pillow's
-            # warning (above ~89 MP) would only print a stray line.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as err:
-        raise ImageError(f"picture larger than the limit of {MAX_IMAGE_PIXELS} pixels (a decompression bomb?)") from err
-    if image.format not in IMAGE_FORMATS:
-        raise ImageError(f"{image.format} pictures are not supported; send one of {', '.join(IMAGE_FORMATS)}")
-    if image.width * image.height > MAX_IMAGE_PIXELS:
-        raise ImageError(
-            f"picture of {image.width}x{image.height} pixels is larger than the limit of {MAX_IMAGE_PIXELS} pixels "
-            f"({MAX_IMAGE_PIXELS / 1e6:.0f} MP)"
-        )
-    orientation = image.getexif().get(EXIF_ORIENTATION, 1)
-    if orientation in (5, 6, 7, 8):  # stored rotated by 90°: the target's sides swap in storage
-        height, width = width, height
-    want_w, want_h = width * REDUCE_MARGIN, height * REDUCE_MARGIN
-    as_stored = orientation not in range(2, 9)
-    if image.format == "JPEG":
-        stored_size = image.size
-        image.draft(image.mode, (want_w, want_h))  # picks the strongest DCT scaling that keeps >= want
-        as_stored = as_stored and image.size == stored_size
-    image.load()
-    factor = min(image.width // want_w, image.height // want_h)
-    full_scale = None
-    if factor >= 2:
-        if image.mode in ("1", "P"):
-            image = image.convert("RGBA")
-        elif image.mode == "I;16" or image.mode.startswith("I;16"):
-            image, full_scale = image.convert("I"), 65535.0
-        image = image.reduce(factor)
-        as_stored = False
-    if orientation in range(2, 9):
-        image = ImageOps.exif_transpose(image)
-    return image, as_stored, full_scale
-
-
-def decode_picture(data: bytes, image_shape) -> tuple[np.ndarray, bool]:
-    """``decode_image``, and whether the picture was decoded as stored (no
-    reducing decode, no EXIF rotation): then TensorFlow's ``decode_image`` +
-    ``resize`` in the SavedModel's ``manipulate_image`` sees the same picture."""
-    Image = _pil()
-    height, width, channels = (int(d) for d in image_shape)
-    try:
-        image, as_stored, full_scale = _open_picture(data, height, width)
-        with image:
-            pixels = _to_channels(image, channels, full_scale)
-    except ImageError:
-        raise
-    except Image.UnidentifiedImageError as err:
-        raise ImageError("not a PNG/JPEG/GIF/BMP picture (unrecognised bytes)") from err
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
-        raise ImageError(f"not a readable PNG/JPEG/GIF/BMP picture ({type(err).__name__}: {err})") from err
-    if pixels.shape[:2] != (height, width):
-        pixels = resize(pixels, height, width)
-    return pixels, as_stored
-
-
-def decode_image(data: bytes, image_shape) -> np.ndarray:
-    """Encoded picture -> float32 ``[H, W, C]`` in [0, 1] at the model's ``image_shape``.
-
-    Like the SavedModel's ``manipulate_image``: converted to the model's
-    channel count (grey replicated, alpha dropped), resized bilinearly with
-    antialiasing (aspect ratio not kept) when its size differs. Grey from
-    colour uses ITU-R 601 luma weights. Camera photos are turned upright
-    (EXIF orientation), and pictures up to ``MAX_IMAGE_PIXELS`` are taken,
-    reduced while decoding so that memory stays bounded (``_open_picture``).
-
-    Raises:
-      ImageError: not a PNG/JPEG/GIF/BMP, corrupt, or larger than ``MAX_IMAGE_PIXELS``.
-    """
-    return decode_picture(data, image_shape)[0]
-
-
-def _to_channels(image, channels: int, full_scale: float | None = None) -> np.ndarray:
-    """A loaded PIL image -> float32 ``[h, w, channels]`` in [0, 1].
-
-    ``full_scale``: the white level of an ``I`` image (65535 for 16-bit pictures
-    that were widened to ``I`` to be reduced)."""
-    if image.mode.startswith("I"):  # 16/32-bit grey: scaled to [0, 1] (decode_image's uint8 cast scales too)
-        raw = np.asarray(image)
-        full = full_scale or (65535.0 if image.mode.startswith("I;16") or raw.max(initial=0) > 255 else 255.0)
-        grey = np.clip(raw.astype(np.float32) / np.float32(full), 0.0, 1.0)[..., None]
-        if channels == 1:
-            return grey
-        rgb = np.repeat(grey, 3, axis=-1)
-        return rgb if channels == 3 else np.concatenate([rgb, np.ones_like(grey)], axis=-1)
-    mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(channels)
-    if mode is None:
-        raise ImageError(f"models with {channels} channels cannot take pictures")
-    pixels = np.asarray(image.convert(mode), np.float32) / np.float32(255.0)
-    return pixels[..., None] if pixels.ndim == 2 else pixels
-
-
-def resize(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
-    """float32 ``[h, w, C]`` -> ``[height, width, C]``: bilinear, antialiased
-    when shrinking (as ``tf.image.resize(..., antialias=True)``), in float so
-    no rounding happens before the model sees the picture."""
-    Image = _pil()
-    planes = [
-        np.asarray(Image.fromarray(np.ascontiguousarray(pixels[..., c]), mode="F").resize((width, height), Image.BILINEAR))
-        for c in range(pixels.shape[-1])
-    ]
-    return np.clip(np.stack(planes, axis=-1), 0.0, 1.0).astype(np.float32)
-
-
-def encode_png(pixels: np.ndarray) -> bytes:
-    """float ``[H, W, C]`` in [0, 1] -> PNG bytes (rounded half to even, like the SavedModel's output)."""
-    Image = _pil()
-    values = np.round(np.clip(np.asarray(pixels, np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
-    if values.ndim == 3 and values.shape[-1] == 1:
-        values = values[..., 0]
-    mode = {2: "L"}.get(values.ndim) or {3: "RGB", 4: "RGBA"}[values.shape[-1]]
-    buffer = io.BytesIO()
-    # zlib level 1: 2-3x faster than the default 6 (1.3 ms -> 0.5 ms for a 64x64
-    # edit, a quarter of the model's time on the serving path), files ~25% larger.
-    Image.fromarray(values, mode=mode).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
-
-
-def output_format(path) -> str:
-    """The Pillow format that ``path``'s extension names (``OUTPUT_FORMATS``); ``EditError`` otherwise."""
-    suffix = Path(path).suffix.lower()
-    if suffix not in OUTPUT_FORMATS:
-        raise EditError(
-            f"--out {path}: cannot tell the picture format from {suffix or 'a name without an extension'!r}; "
-            f"end it in {', '.join(OUTPUT_FORMATS)}."
-        )
-    return OUTPUT_FORMATS[suffix]
-
-
-def encode_image(pixels: np.ndarray, fmt: str = "PNG") -> bytes:
-    """float ``[H, W, C]`` in [0, 1] -> ``fmt`` bytes: ``PNG`` (``encode_png``, lossless),
-    ``JPEG`` (quality 95, alpha dropped) or ``WEBP`` (lossless)."""
-    if fmt == "PNG":
-        return encode_png(pixels)
-    Image = _pil()
-    values = np.round(np.clip(np.asarray(pixels, np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
-    if values.ndim == 3 and values.shape[-1] == 1:
-        values = values[..., 0]
-    image = Image.fromarray(values)
-    buffer = io.BytesIO()
-    if fmt == "JPEG":
-        image.convert("L" if image.mode == "L" else "RGB").save(buffer, format="JPEG", quality=95)
-    elif fmt == "WEBP":
-        image.save(buffer, format="WEBP", lossless=True)
-    else:
-        raise EditError(f"cannot write {fmt} pictures; use one of {', '.join(sorted(set(OUTPUT_FORMATS.values())))}.")
-    return buffer.getvalue()
+class EditError(ContractError):
+    """A user error of an edit: unknown label, bad value or style, unreadable file, incomplete export."""
 
 
 def mosaic(tiles: np.ndarray, columns: int, gap: int = GRID_GAP) -> np.ndarray:
@@ -284,37 +65,6 @@ def mosaic(tiles: np.ndarray, columns: int, gap: int = GRID_GAP) -> np.ndarray:
         r, c = divmod(i, columns)
         canvas[r * (height + gap) : r * (height + gap) + height, c * (width + gap) : c * (width + gap) + width] = tile
     return canvas
-
-
-# -- the prior and styles ----------------------------------------------------------------------------
-def prior_w(y: np.ndarray, prior: dict, w_dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and scale of ``p(w | y)``, each ``[n, k·w_dim]`` float32, from ``y`` ``[n, k]``.
-
-    The same float32 arithmetic as ``WPrior.parameters`` in the exported graphs.
-    """
-    y = np.repeat(np.asarray(y, np.float32), w_dim, axis=-1)
-    one = np.float32(1.0)
-    mean = y * np.float32(prior["mean_present"]) + (one - y) * np.float32(prior["mean_absent"])
-    scale = y * np.float32(prior["scale_present"]) + (one - y) * np.float32(prior["scale_absent"])
-    return mean, scale
-
-
-def style_grid(prior: dict, w_dim: int, side: int = STYLE_SIDE, extent: float = STYLE_EXTENT) -> np.ndarray:
-    """``side²`` fixed points of a label's subspace ``W_i``, ``[side², w_dim]`` float32.
-
-    A regular grid over ``mean_present ± extent · scale_present`` in the first
-    two axes (row-major, first axis slowest, as ``CSVAE.subspace_grid``), other
-    axes at the mean; with ``w_dim == 1``, ``side²`` points along the axis.
-    """
-    mean, scale = float(prior["mean_present"]), float(prior["scale_present"])
-    points = np.full((side * side, w_dim), mean, np.float32)
-    if w_dim == 1:
-        points[:, 0] = mean + extent * scale * np.linspace(-1.0, 1.0, side * side)
-    else:
-        axis = mean + extent * scale * np.linspace(-1.0, 1.0, side)
-        a, b = np.meshgrid(axis, axis, indexing="ij")
-        points[:, 0], points[:, 1] = a.ravel(), b.ravel()
-    return points
 
 
 # -- the editor ---------------------------------------------------------------------------------------
@@ -339,7 +89,9 @@ class Editor:
         self.label_names = tuple(model.get("label_names") or ())
         self.image_shape = tuple(model.get("image_shape") or ())
         if len(self.image_shape) != 3:
-            raise EditError(f"{export_dir} holds a model of {model.get('data_shape')} vectors, not images: nothing to edit.")
+            raise EditError(
+                f"{export_dir} holds a model of {model.get('data_shape')} vectors, not images: nothing to edit."
+            )
         self.w_dim = model.get("w_dim")
         self.prior = model.get("prior")
         self.threads = threads
@@ -347,8 +99,7 @@ class Editor:
 
     def _session(self, name: str):
         if name not in self._sessions:
-            files = self.metadata.get("onnx") or {}
-            path = self.export_dir / (files.get(name, {}).get("file") or f"onnx/{name}.onnx")
+            path = self.export_dir / onnx_files(self.metadata).get(name, onnx_file(name))
             if not path.is_file():
                 raise EditError(f"{path} is missing: export the model with ONNX (`csvae export --format onnx`).")
             session = onnx_session(path, self.threads)
@@ -427,7 +178,9 @@ class Editor:
         if array.ndim == 3:
             array = array[None]
         if array.ndim != 4 or array.shape[-1] != channels:
-            raise EditError(f"a picture array must be [H, W, {channels}] (or [n, H, W, {channels}]), got {list(np.shape(image))}.")
+            raise EditError(
+                f"a picture array must be [H, W, {channels}] (or [n, H, W, {channels}]), got {list(np.shape(image))}."
+            )
         if array.shape[1:3] != (height, width):
             array = np.stack([resize(np.clip(a, 0.0, 1.0), height, width) for a in array])
         return array, False
@@ -537,7 +290,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "Labels not given keep their value (--from, default 0). Uses only onnxruntime, numpy and Pillow."
         ),
     )
-    parser.add_argument("input", help=f"the picture to edit (PNG, JPEG, GIF or BMP; up to {MAX_IMAGE_PIXELS / 1e6:.0f} MP, EXIF orientation applied)")
+    parser.add_argument(
+        "input",
+        help=f"the picture to edit (PNG, JPEG, GIF or BMP; up to {MAX_IMAGE_PIXELS / 1e6:.0f} MP, "
+        "EXIF orientation applied)",
+    )
     parser.add_argument("--model", required=True, help="export directory (csvae export --out)")
     parser.add_argument(
         "--set", dest="labels", action="append", type=_label_value, required=True, metavar="LABEL=VALUE",
@@ -548,10 +305,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="a label the picture has now, 0 or 1 (default: a label set to 1 was 0, set to 0 was 1, others 0)",
     )
     how = parser.add_mutually_exclusive_group()
-    how.add_argument("--style", type=int, metavar="K", help=f"the K-th of {STYLE_SIDE ** 2} fixed styles in each present label's subspace")
-    how.add_argument("--grid", action="store_true", help="write a traversal grid of the present labels' subspaces (tile K = --style K)")
-    parser.add_argument("--grid-size", type=int, default=STYLE_SIDE, help=f"tiles per side of --grid (default {STYLE_SIDE})")
-    parser.add_argument("--out", required=True, help="the file to write; its extension picks the format: .png, .jpg/.jpeg or .webp")
+    how.add_argument("--style", type=int, metavar="K",
+                     help=f"the K-th of {STYLE_SIDE ** 2} fixed styles in each present label's subspace")
+    how.add_argument("--grid", action="store_true",
+                     help="write a traversal grid of the present labels' subspaces (tile K = --style K)")
+    parser.add_argument("--grid-size", type=int, default=STYLE_SIDE,
+                        help=f"tiles per side of --grid (default {STYLE_SIDE})")
+    parser.add_argument("--out", required=True,
+                        help="the file to write; its extension picks the format: .png, .jpg/.jpeg or .webp")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
     parser.set_defaults(func=run)
     return parser
@@ -561,7 +322,8 @@ def run(args) -> Path:
     """Runs ``csvae edit`` for parsed ``args``; returns the path written.
 
     Raises:
-      EditError: on user errors (reported by the CLI on one line, exit status 2).
+      ContractError: on user errors (``EditError``, ``ImageError``, a missing or
+        broken ``metadata.json``), reported by the CLI on one line, exit status 2.
     """
     for flag, pairs in (("--set", args.labels), ("--from", args.source)):
         names = [name for name, _ in pairs]
@@ -590,13 +352,15 @@ def run(args) -> Path:
     except OSError as err:
         raise EditError(f"cannot write {out}: {err.strerror or err}.") from err
     target = " ".join(f"{name}={value:g}" for name, value in zip(editor.label_names, editor.target(labels, source)))
-    extra = f", style {args.style}" if args.style is not None else (f", {args.grid_size}x{args.grid_size} grid" if args.grid else "")
+    extra = f", {args.grid_size}x{args.grid_size} grid" if args.grid else ""
+    if args.style is not None:
+        extra = f", style {args.style}"
     print(f"Wrote {out} ({target}{extra})")
     return out
 
 
 def main(argv=None) -> int:
-    """``python -m keras_csvae.edge INPUT --model ... --set ... --out ...`` (same as ``csvae edit``)."""
+    """``python -m serving.edge INPUT --model ... --set ... --out ...`` (same as ``csvae edit``)."""
     import sys
 
     parser = argparse.ArgumentParser(prog="csvae")
@@ -604,7 +368,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(["edit", *(sys.argv[1:] if argv is None else argv)])
     try:
         run(args)
-    except EditError as err:
+    except ContractError as err:
         print(f"csvae edit: error: {err}", file=sys.stderr)
         return 2
     return 0
