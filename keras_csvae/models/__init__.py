@@ -19,3 +19,5 @@ from keras_csvae.models.cond_vae import CondVAE, CondVAEInfo
 from keras_csvae.models.vae import VAE
 
 MODELS = {"csvae": CSVAE, "vae": VAE, "condvae": CondVAE, "condvae_info": CondVAEInfo}
+
+__all__ = ["CSVAE", "CondVAE", "CondVAEInfo", "InputError", "MODELS", "VAE"]

@@ -68,10 +68,12 @@ class LatentModel(NumpyAPI, keras.Model):
       betas: ``[β1, …, β5]``, the weights of the objective's terms; default
         ``[20, 1, 0.2, 10, 1]``.
 
-    Subclasses set ``metric_names`` (the ``[batch]`` terms reported while training).
+    Subclasses set ``metric_names`` (the ``[batch]`` terms reported while
+    training) and ``optimizer_names`` (the attributes holding their optimisers).
     """
 
     metric_names: tuple[str, ...] = ()
+    optimizer_names: tuple[str, ...] = ("optimizer",)
 
     def __init__(
         self,
@@ -131,6 +133,10 @@ class LatentModel(NumpyAPI, keras.Model):
             self.data_shape, latent_dim, architecture=self.architecture, hidden_units=self.hidden_units,
             decoder_filters=self.decoder_filters, output_activation=self.output_activation, name=name,
         )
+
+    def adversary_network(self, input_dim):
+        """``networks.label_classifier`` ``q_δ(y | ·)`` of ``input_dim`` codes, ``adversary_units`` wide."""
+        return networks.label_classifier(input_dim, self.num_labels, self.adversary_units, name="adversary")
 
     def get_config(self):
         config = super().get_config()
@@ -218,6 +224,22 @@ class LatentModel(NumpyAPI, keras.Model):
         return list(trackers.values()) if trackers else super().metrics
 
     # -- training helpers ------------------------------------------------------------
+    def get_compile_config(self):
+        """The optimisers (``optimizer_names``, without loss scaling: ``compile``
+        adds it back under mixed precision) and compile flags, for ``.keras`` files."""
+        if not getattr(self, "compiled", False):
+            return None
+        optimizers = {name: _without_loss_scale(getattr(self, name)) for name in self.optimizer_names}
+        config = {name: keras.optimizers.serialize(optimizer) for name, optimizer in optimizers.items()}
+        return dict(config, jit_compile=bool(self.jit_compile), steps_per_execution=int(self.steps_per_execution))
+
+    def compile_from_config(self, config):
+        self.compile(
+            **{name: keras.optimizers.deserialize(config[name]) for name in self.optimizer_names},
+            jit_compile=config.get("jit_compile", False),
+            steps_per_execution=config.get("steps_per_execution", 1),
+        )
+
     def compile(self, *args, **kwargs):
         if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
             # Keras's multi-step train loop fails to run under this strategy
@@ -288,6 +310,8 @@ class TwoOptimizerModel(LatentModel):
     each optimiser may touch, taken from sub-models, never matched by name.
     """
 
+    optimizer_names = ("optimizer", "adversary_optimizer")
+
     def compile(self, optimizer="adam", adversary_optimizer="adam", **kwargs):
         super().compile(optimizer=optimizer, **kwargs)
         adversary_optimizer = keras.optimizers.get(adversary_optimizer)
@@ -301,24 +325,6 @@ class TwoOptimizerModel(LatentModel):
         # breaks fit with more than one replica.
         self.optimizer.build(self.elbo_variables)
         self.adversary_optimizer.build(self.adversary_variables)
-
-    def get_compile_config(self):
-        if not getattr(self, "compiled", False):
-            return None
-        return {
-            "optimizer": keras.optimizers.serialize(_without_loss_scale(self.optimizer)),
-            "adversary_optimizer": keras.optimizers.serialize(_without_loss_scale(self.adversary_optimizer)),
-            "jit_compile": bool(self.jit_compile),
-            "steps_per_execution": int(self.steps_per_execution),
-        }
-
-    def compile_from_config(self, config):
-        self.compile(
-            optimizer=keras.optimizers.deserialize(config["optimizer"]),
-            adversary_optimizer=keras.optimizers.deserialize(config["adversary_optimizer"]),
-            jit_compile=config.get("jit_compile", False),
-            steps_per_execution=config.get("steps_per_execution", 1),
-        )
 
     # -- training (the CSVAE's step, shared) --------------------------------------------------
     def train_step(self, data):
@@ -370,22 +376,6 @@ class OneOptimizerModel(LatentModel):
     @property
     def elbo_variables(self):
         return self.trainable_weights
-
-    def get_compile_config(self):
-        if not getattr(self, "compiled", False):
-            return None
-        return {
-            "optimizer": keras.optimizers.serialize(_without_loss_scale(self.optimizer)),
-            "jit_compile": bool(self.jit_compile),
-            "steps_per_execution": int(self.steps_per_execution),
-        }
-
-    def compile_from_config(self, config):
-        self.compile(
-            optimizer=keras.optimizers.deserialize(config["optimizer"]),
-            jit_compile=config.get("jit_compile", False),
-            steps_per_execution=config.get("steps_per_execution", 1),
-        )
 
     def observe_training_batch(self, codes, y):
         """Hook run after each optimiser step with ``loss_terms``' codes and labels."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from keras_csvae import losses
-from keras_csvae.models.base import InputError, gaussian_sample
+from keras_csvae.models.base import gaussian_sample
+from keras_csvae.models.numpy_api import InputError
 
 METRIC_NAMES = ("loss", "reconstruction_log_likelihood", "reconstruction_mse", "kl_z")
 

@@ -7,7 +7,6 @@ import tensorflow as tf
 import keras
 
 from keras_csvae import losses
-from keras_csvae.models import networks
 from keras_csvae.models.base import OneOptimizerModel, TwoOptimizerModel
 from keras_csvae.models.baseline import METRIC_NAMES, BaselineMixin
 
@@ -70,7 +69,8 @@ class ConditionalDecoderMixin(BaselineMixin):
         posterior = self.encode(x, y, batch_size=batch_size)
         mean, std = posterior["z_mean"], np.exp(0.5 * posterior["z_log_var"])
         rng = np.random.default_rng(seed)
-        codes = [mean] + [mean + noise_scale * std * rng.standard_normal(mean.shape).astype(np.float32) for _ in range(n - 1)]
+        noise = [rng.standard_normal(mean.shape).astype(np.float32) for _ in range(n - 1)]
+        codes = [mean] + [mean + noise_scale * std * eps for eps in noise]
         return np.stack([self.decode(z, y_target, batch_size=batch_size) for z in codes])
 
 
@@ -144,7 +144,7 @@ class CondVAEInfo(ConditionalDecoderMixin, TwoOptimizerModel):
         super().__init__(data_shape, num_labels, **kwargs)
         self.encoder = self.encoder_network(self.latent_dim, "encoder")
         self.decoder = self.build_decoder()
-        self.adversary = networks.label_classifier(self.latent_dim, self.num_labels, self.adversary_units, name="adversary")
+        self.adversary = self.adversary_network(self.latent_dim)
         self.built = True
 
     @property

@@ -7,8 +7,8 @@ import tensorflow as tf
 import keras
 
 from keras_csvae import losses
-from keras_csvae.models import networks
-from keras_csvae.models.base import InputError, TwoOptimizerModel, gaussian_sample
+from keras_csvae.models.base import TwoOptimizerModel, gaussian_sample
+from keras_csvae.models.numpy_api import InputError
 
 METRIC_NAMES = (
     "loss",
@@ -60,7 +60,7 @@ class CSVAE(TwoOptimizerModel):
         self.z_encoder = self.encoder_network(self.z_dim, "z_encoder")
         self.w_encoder = self.encoder_network(self.w_total_dim, "w_encoder", num_labels=self.num_labels)
         self.decoder = self.decoder_network(self.w_total_dim + self.z_dim)
-        self.adversary = networks.label_classifier(self.z_dim, self.num_labels, self.adversary_units, name="adversary")
+        self.adversary = self.adversary_network(self.z_dim)
         self.built = True
 
     @property
@@ -243,7 +243,9 @@ class CSVAE(TwoOptimizerModel):
             i = self.label_index(label)
             point = np.asarray(point, np.float32)
             if point.shape[-1] != self.w_dim or point.ndim > 2:
-                raise InputError(f"A point in W_{i} must have shape [{self.w_dim}] or [n, {self.w_dim}], got {point.shape}.")
+                raise InputError(
+                    f"A point in W_{i} must have shape [{self.w_dim}] or [n, {self.w_dim}], got {point.shape}."
+                )
             w[:, i * self.w_dim : (i + 1) * self.w_dim] = point
         return w
 

@@ -6,8 +6,9 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from keras_csvae.models.base import InputError, OneOptimizerModel
+from keras_csvae.models.base import OneOptimizerModel
 from keras_csvae.models.baseline import BaselineMixin
+from keras_csvae.models.numpy_api import InputError
 
 
 @keras.saving.register_keras_serializable(package="keras_csvae")
@@ -122,7 +123,8 @@ class VAE(BaselineMixin, OneOptimizerModel):
 
     @property
     def class_means(self):
-        """``[2, k, latent_dim]``: ``[0, i]`` is ``mean(z | y_i = 0)``, ``[1, i]`` ``mean(z | y_i = 1)``; NaN where unseen."""
+        """``[2, k, latent_dim]``: ``[0, i]`` is ``mean(z | y_i = 0)``, ``[1, i]``
+        ``mean(z | y_i = 1)``; NaN where unseen."""
         sums = np.asarray(self.class_sums.numpy(), np.float64)
         counts = np.asarray(self.class_counts.numpy(), np.float64)[..., None]
         with np.errstate(invalid="ignore", divide="ignore"):
