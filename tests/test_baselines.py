@@ -9,6 +9,7 @@ import keras
 
 from keras_csvae.data import load_arrays, registry
 from keras_csvae.models import MODELS, CondVAE, CondVAEInfo, InputError, VAE
+from keras_csvae.models.numpy_api import NumpyAPI
 from keras_csvae.training.config import TrainConfig
 from keras_csvae.training.train import build_model, compile_model
 from helpers import assert_changed, assert_unchanged, run_python, weights_of
@@ -315,6 +316,26 @@ def test_vae_without_attribute_statistics_refuses_to_edit(swiss_roll):
     with pytest.raises(InputError, match="fit_attribute_vectors"):
         model.manipulate(swiss_roll[0][:2], [[1]])
     assert np.all(np.isnan(model.attribute_vectors))
+
+
+# -- one numpy API for the four models ---------------------------------------------------------------
+@pytest.mark.parametrize("name", [*BASELINES, "csvae"])
+def test_every_model_takes_the_same_numpy_calls(name, images, trained):
+    """Callers need not know the model: the same calls, declared once, on every one."""
+    x, y = images[0][:3], images[1][:3]
+    model = build(name, images, w_dim=2) if name == "csvae" else trained(name)[0]
+    for method in ("encode", "reconstruct", "manipulate", "edit_variants"):
+        assert getattr(type(model), method) is getattr(NumpyAPI, method), method
+    assert model.encode(x, y, batch_size=2)["z_mean"].shape[0] == 3
+    assert model.reconstruct(x, y, batch_size=2).shape == x.shape
+    for rule in (None, *model.edit_rules):
+        assert model.manipulate(x, 1.0 - y, y, rule, batch_size=2).shape == x.shape, rule
+    np.testing.assert_allclose(model.manipulate(x, 1.0 - y, y=y, batch_size=2), edit(model, x, y), atol=1e-6)
+    assert model.edit_variants(x, 0, n=4, y=y, batch_size=2).shape == (4, *x.shape)
+    with pytest.raises(InputError, match="Unknown edit rule"):
+        model.manipulate(x, y, y=y, rule="nope")
+    with pytest.raises(InputError, match="n ≥ 1"):
+        model.edit_variants(x, 0, n=0, y=y)
 
 
 # -- input checks --------------------------------------------------------------------------------------

@@ -179,6 +179,8 @@ def test_explicit_points_and_traversal():
         (lambda m: m.encode(np.zeros((2, 3)), np.full((2, 2), 0.5)), "0 or 1"),
         (lambda m: m.encode(np.full((2, 3), np.nan), np.zeros((2, 2))), "NaN"),
         (lambda m: m.manipulate(np.zeros((2, 3)), np.zeros((3, 2))), "2 examples in x but 3"),
+        (lambda m: m.reconstruct(np.zeros((2, 3))), "CSVAE.reconstruct needs the source labels y"),
+        (lambda m: m.encode(np.zeros((2, 3))), "CSVAE.encode needs the source labels y"),
         (lambda m: m.decode(np.zeros((2, 5)), np.zeros((2, 4))), "z has shape"),
         (lambda m: m.target_w([[1, 0]], w_points={"nope": [0, 0]}), "Unknown label"),
         (lambda m: m.fit(np.zeros((4, 5)), np.zeros((4, 2)), verbose=0), "expects \\[batch, 3\\]"),

@@ -157,13 +157,10 @@ def edit_metrics(editor, judge, x, y, label_names, truth=None, factors=None, var
 
 
 def model_editor(model):
-    """``editor(x, y, y_target)`` for a trained model (source labels passed if it takes them)."""
-    import inspect
-
-    takes_y = "y" in inspect.signature(model.manipulate).parameters
+    """``editor(x, y, y_target)`` for a trained model: its ``manipulate`` with the source labels."""
 
     def editor(x, y, y_target):
-        return model.manipulate(x, y_target, y=y) if takes_y else model.manipulate(x, y_target)
+        return model.manipulate(x, y_target, y=y)
 
     return editor
 

@@ -5,7 +5,6 @@ Writes ``run_dir/metrics.json`` and ``run_dir/w_subspace.png``.
 
 from __future__ import annotations
 
-import inspect
 import json
 import zipfile
 from pathlib import Path
@@ -64,11 +63,6 @@ def split_arrays(config: TrainConfig, split: str, limit: int):
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def _encode(model, x, y):
-    takes_y = "y" in inspect.signature(model.encode).parameters
-    return model.encode(x, y) if takes_y else model.encode(x)
-
-
 def evaluate_run(run_dir, max_examples=5000, edit_examples=500, judge_dir=None):
     """Computes the run's metrics; writes ``metrics.json`` and the figures.
 
@@ -88,8 +82,8 @@ def evaluate_run(run_dir, max_examples=5000, edit_examples=500, judge_dir=None):
     config, model = load_run(run_dir)
     x_train, y_train = split_arrays(config, "train", max_examples)
     x_test, y_test = split_arrays(config, "test", max_examples)
-    codes_train = _encode(model, x_train, y_train)
-    codes_test = _encode(model, x_test, y_test)
+    codes_train = model.encode(x_train, y_train)
+    codes_test = model.encode(x_test, y_test)
     reconstruction = model.reconstruct(x_test, y_test)
 
     majority, majority_per_label = probes.majority_rate(y_train, y_test)

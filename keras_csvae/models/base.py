@@ -1,16 +1,19 @@
-"""What all the models share: architecture config, input checks, seeded noise,
-batched numpy editing calls, and the two-optimiser ``compile``.
+"""The Keras side all the models share: hyperparameters and their config,
+the networks' architecture, trace-time shape checks, seeded noise, and the
+training step with one or two optimisers (its ``tf.distribute`` workarounds
+and the fused optimiser update). The numpy front end is ``numpy_api``.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import dataclasses
+
 import tensorflow as tf
 import keras
 
-
-class InputError(ValueError):
-    """Inputs that do not fit the model: shapes, label counts, values."""
+from keras_csvae import losses
+from keras_csvae.models import networks
+from keras_csvae.models.numpy_api import InputError, NumpyAPI
 
 
 ARCHITECTURE_DEFAULTS = {
@@ -38,9 +41,13 @@ def _without_loss_scale(optimizer):
     return optimizer
 
 
-class LatentModel(keras.Model):
+class LatentModel(NumpyAPI, keras.Model):
     """Base class: a latent-variable model of ``x`` ``[batch, *data_shape]``
     with ``k = num_labels`` binary labels ``y`` ``[batch, k]``.
+
+    Every model takes the CSVAE's hyperparameters, so that one ``model_kwargs``
+    builds all four and a comparison is fair (a model keeps in its config those
+    it does not use).
 
     Args:
       data_shape: shape of one ``x``; 3-D means an image ``(H, W, C)``.
@@ -52,7 +59,21 @@ class LatentModel(keras.Model):
       output_activation: of the decoder mean; default ``"sigmoid"`` for images.
       decoder_scale: standard deviation of the Gaussian ``p(x | ·)``.
       seed: base seed of all the model's noise.
+      z_dim: size of the CSVAE's ``z``.
+      w_dim: size of each label's subspace ``W_i`` of the CSVAE (2 so it can be
+        plotted); the baselines' single latent has ``z_dim + k * w_dim``.
+      adversary_units: hidden widths of an adversary ``q_δ(y | ·)``.
+      prior: the CSVAE's ``p(w | y)``: ``WPrior`` or its dict (``mean_absent,
+        scale_absent, mean_present, scale_present``); default convention "B".
+      betas: ``[β1, …, β5]``, the weights of the objective's terms; default
+        ``[20, 1, 0.2, 10, 1]``.
+
+    Subclasses set ``metric_names`` (the ``[batch]`` terms reported while
+    training) and ``optimizer_names`` (the attributes holding their optimisers).
     """
+
+    metric_names: tuple[str, ...] = ()
+    optimizer_names: tuple[str, ...] = ("optimizer",)
 
     def __init__(
         self,
@@ -67,6 +88,11 @@ class LatentModel(keras.Model):
         output_activation=None,
         decoder_scale=1.0,
         seed=0,
+        z_dim=8,
+        w_dim=2,
+        adversary_units=(64, 64),
+        prior=None,
+        betas=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -86,24 +112,31 @@ class LatentModel(keras.Model):
         self.output_activation = output_activation or ("sigmoid" if is_image else "linear")
         self.decoder_scale = float(decoder_scale)
         self.seed = int(seed)
+        self.z_dim = int(z_dim)
+        self.w_dim = int(w_dim)
+        self.adversary_units = tuple(int(u) for u in adversary_units)
+        self.prior = losses.as_w_prior(prior)
+        self.betas = losses.as_betas(betas)
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
 
     # -- configuration ---------------------------------------------------------
-    def network_kwargs(self):
-        """Keyword arguments for ``networks.gaussian_encoder`` / ``decoder``."""
-        return dict(
-            architecture=self.architecture,
-            hidden_units=self.hidden_units,
-            conv_filters=self.conv_filters,
-            dense_units=self.dense_units,
+    def encoder_network(self, latent_dim, name, num_labels=0):
+        """``networks.gaussian_encoder`` of ``x`` (and ``num_labels`` labels) in this model's architecture."""
+        return networks.gaussian_encoder(
+            self.data_shape, latent_dim, architecture=self.architecture, hidden_units=self.hidden_units,
+            conv_filters=self.conv_filters, dense_units=self.dense_units, num_labels=num_labels, name=name,
         )
 
-    def decoder_kwargs(self):
-        return dict(
-            architecture=self.architecture,
-            hidden_units=self.hidden_units,
-            decoder_filters=self.decoder_filters,
-            output_activation=self.output_activation,
+    def decoder_network(self, latent_dim, name="decoder"):
+        """``networks.decoder`` from ``latent_dim`` inputs in this model's architecture."""
+        return networks.decoder(
+            self.data_shape, latent_dim, architecture=self.architecture, hidden_units=self.hidden_units,
+            decoder_filters=self.decoder_filters, output_activation=self.output_activation, name=name,
         )
+
+    def adversary_network(self, input_dim):
+        """``networks.label_classifier`` ``q_δ(y | ·)`` of ``input_dim`` codes, ``adversary_units`` wide."""
+        return networks.label_classifier(input_dim, self.num_labels, self.adversary_units, name="adversary")
 
     def get_config(self):
         config = super().get_config()
@@ -119,6 +152,11 @@ class LatentModel(keras.Model):
             output_activation=self.output_activation,
             decoder_scale=self.decoder_scale,
             seed=self.seed,
+            z_dim=self.z_dim,
+            w_dim=self.w_dim,
+            adversary_units=list(self.adversary_units),
+            prior=dataclasses.asdict(self.prior),
+            betas=self.betas.as_list(),
         )
         return config
 
@@ -138,52 +176,6 @@ class LatentModel(keras.Model):
                     f"y has shape {tuple(y.shape)}; this model expects [batch, {self.num_labels}] "
                     f"(labels {', '.join(self.label_names)})."
                 )
-
-    def check_arrays(self, x=None, y=None):
-        """Eager check of numpy inputs: shapes, finite values, labels in {0, 1}.
-
-        Returns float32 arrays.
-        """
-        out = []
-        if x is not None:
-            x = np.asarray(x, dtype=np.float32)
-            if x.shape[1:] != self.data_shape:
-                raise InputError(
-                    f"x has shape {x.shape}; this model expects [batch, {', '.join(map(str, self.data_shape))}]."
-                )
-            if not np.all(np.isfinite(x)):
-                raise InputError("x contains NaN or infinite values.")
-            out.append(x)
-        if y is not None:
-            y = np.asarray(y, dtype=np.float32)
-            if y.ndim == 1 and self.num_labels > 1 and y.shape[0] == self.num_labels:
-                y = y[None]
-            if y.ndim == 1:
-                y = y[:, None]
-            if y.shape[-1] != self.num_labels:
-                raise InputError(
-                    f"y has {y.shape[-1]} label(s) per example; this model has {self.num_labels}: "
-                    f"{', '.join(self.label_names)}."
-                )
-            if not np.all((y == 0) | (y == 1)):
-                raise InputError("Labels must be 0 or 1; found other values in y.")
-            out.append(y)
-        if x is not None and y is not None and len(out[1]) not in (1, len(out[0])):
-            raise InputError(f"{len(out[0])} examples in x but {len(out[1])} label rows in y.")
-        if x is not None and y is not None and len(out[1]) == 1 and len(out[0]) > 1:
-            out[1] = np.repeat(out[1], len(out[0]), axis=0)
-        return out[0] if len(out) == 1 else tuple(out)
-
-    def label_index(self, label):
-        """Index of a label given by name or index."""
-        if isinstance(label, str):
-            if label not in self.label_names:
-                raise InputError(f"Unknown label {label!r}; labels: {', '.join(self.label_names)}.")
-            return self.label_names.index(label)
-        label = int(label)
-        if not 0 <= label < self.num_labels:
-            raise InputError(f"Label index {label} out of range 0..{self.num_labels - 1}.")
-        return label
 
     # -- noise -------------------------------------------------------------------
     def step_seed(self, salt):
@@ -232,6 +224,22 @@ class LatentModel(keras.Model):
         return list(trackers.values()) if trackers else super().metrics
 
     # -- training helpers ------------------------------------------------------------
+    def get_compile_config(self):
+        """The optimisers (``optimizer_names``, without loss scaling: ``compile``
+        adds it back under mixed precision) and compile flags, for ``.keras`` files."""
+        if not getattr(self, "compiled", False):
+            return None
+        optimizers = {name: _without_loss_scale(getattr(self, name)) for name in self.optimizer_names}
+        config = {name: keras.optimizers.serialize(optimizer) for name, optimizer in optimizers.items()}
+        return dict(config, jit_compile=bool(self.jit_compile), steps_per_execution=int(self.steps_per_execution))
+
+    def compile_from_config(self, config):
+        self.compile(
+            **{name: keras.optimizers.deserialize(config[name]) for name in self.optimizer_names},
+            jit_compile=config.get("jit_compile", False),
+            steps_per_execution=config.get("steps_per_execution", 1),
+        )
+
     def compile(self, *args, **kwargs):
         if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
             # Keras's multi-step train loop fails to run under this strategy
@@ -293,74 +301,6 @@ class LatentModel(keras.Model):
     def y_spec(self, name="y"):
         return tf.TensorSpec([None, self.num_labels], tf.float32, name=name)
 
-    # -- numpy front end ---------------------------------------------------------------
-    def run_batched(self, fn, arrays, batch_size=256):
-        """Applies ``fn(*tensors) -> tensor or dict`` over ``arrays`` in batches; numpy out.
-
-        A method of this model runs as a cached ``tf.function`` (``graph_function``).
-        """
-        fn = self.graph_function(fn)
-        n = len(arrays[0])
-        outputs = []
-        for start in range(0, n, batch_size):
-            chunk = [tf.convert_to_tensor(a[start : start + batch_size]) for a in arrays]
-            outputs.append(keras.tree.map_structure(lambda t: np.asarray(t), fn(*chunk)))
-        if not outputs:
-            raise InputError("Empty input: nothing to compute.")
-        return keras.tree.map_structure(lambda *parts: np.concatenate(parts, axis=0), *outputs)
-
-    def graph_function(self, method):
-        """``method`` (a method of this model on tensors) as a ``tf.function``
-        cached on the model; anything else is returned as it is.
-
-        Running the networks as one graph rather than layer by layer in eager
-        mode makes the numpy editing API 4× faster at batch 1 (``manipulate``
-        of the 64 px faces model: 18 → 4.4 ms; BENCHMARKS.md).
-        ``reduce_retracing`` keeps one trace for every batch size.
-        """
-        func = getattr(method, "__func__", None)
-        if func is None or getattr(method, "__self__", None) is not self:
-            return method
-        cache = self.__dict__.setdefault("_graph_functions", {})  # not a tracked attribute
-        if func not in cache:
-            cache[func] = tf.function(method, reduce_retracing=True)
-        return cache[func]
-
-    def check_codes(self, codes, dim, name="z"):
-        """Eager check of latent codes: float32 ``[n, dim]`` or ``InputError``."""
-        codes = np.asarray(codes, np.float32)
-        if codes.ndim != 2 or codes.shape[-1] != dim:
-            raise InputError(f"{name} has shape {codes.shape}; this model expects [n, {dim}].")
-        if not np.all(np.isfinite(codes)):
-            raise InputError(f"{name} contains NaN or infinite values.")
-        return codes
-
-    def check_edit_arrays(self, x, y_target, y=None):
-        """Checks the inputs of an edit: ``x`` ``[n, *data_shape]``, ``y_target``
-        ``[n, k]`` (one row is repeated for every ``x``) and optional source
-        labels ``y`` ``[n, k]``. Returns float32 ``(x, y_target, y)``.
-        """
-        x = self.check_arrays(x)
-        y_target = self.check_arrays(y=y_target)
-        if len(y_target) == 1:
-            y_target = np.repeat(y_target, len(x), axis=0)
-        if len(y_target) != len(x):
-            raise InputError(f"{len(x)} examples in x but {len(y_target)} target label rows.")
-        if y is not None:
-            x, y = self.check_arrays(x, y)
-        return x, y_target, y
-
-    # -- style control -----------------------------------------------------------------------
-    def edit_variants(self, x, label, n=5, y=None, **kwargs):
-        """``n`` different edits of every ``x`` that switch ``label`` on.
-
-        How the variants differ is the model's style control (e.g. the CSVAE's
-        points in ``W_label``). Args: ``x`` ``[batch, *data_shape]``, ``label``
-        (name or index), ``n``, ``y`` source labels ``[batch, k]`` for models
-        that need them. Returns ``[n, batch, *data_shape]``.
-        """
-        raise NotImplementedError(f"{type(self).__name__} does not define edit_variants.")
-
 
 class TwoOptimizerModel(LatentModel):
     """A model trained with two optimisers: the ELBO one for encoders and
@@ -369,6 +309,8 @@ class TwoOptimizerModel(LatentModel):
     Subclasses define ``elbo_variables`` and ``adversary_variables``: the weights
     each optimiser may touch, taken from sub-models, never matched by name.
     """
+
+    optimizer_names = ("optimizer", "adversary_optimizer")
 
     def compile(self, optimizer="adam", adversary_optimizer="adam", **kwargs):
         super().compile(optimizer=optimizer, **kwargs)
@@ -383,24 +325,6 @@ class TwoOptimizerModel(LatentModel):
         # breaks fit with more than one replica.
         self.optimizer.build(self.elbo_variables)
         self.adversary_optimizer.build(self.adversary_variables)
-
-    def get_compile_config(self):
-        if not getattr(self, "compiled", False):
-            return None
-        return {
-            "optimizer": keras.optimizers.serialize(_without_loss_scale(self.optimizer)),
-            "adversary_optimizer": keras.optimizers.serialize(_without_loss_scale(self.adversary_optimizer)),
-            "jit_compile": bool(self.jit_compile),
-            "steps_per_execution": int(self.steps_per_execution),
-        }
-
-    def compile_from_config(self, config):
-        self.compile(
-            optimizer=keras.optimizers.deserialize(config["optimizer"]),
-            adversary_optimizer=keras.optimizers.deserialize(config["adversary_optimizer"]),
-            jit_compile=config.get("jit_compile", False),
-            steps_per_execution=config.get("steps_per_execution", 1),
-        )
 
     # -- training (the CSVAE's step, shared) --------------------------------------------------
     def train_step(self, data):
@@ -452,22 +376,6 @@ class OneOptimizerModel(LatentModel):
     @property
     def elbo_variables(self):
         return self.trainable_weights
-
-    def get_compile_config(self):
-        if not getattr(self, "compiled", False):
-            return None
-        return {
-            "optimizer": keras.optimizers.serialize(_without_loss_scale(self.optimizer)),
-            "jit_compile": bool(self.jit_compile),
-            "steps_per_execution": int(self.steps_per_execution),
-        }
-
-    def compile_from_config(self, config):
-        self.compile(
-            optimizer=keras.optimizers.deserialize(config["optimizer"]),
-            jit_compile=config.get("jit_compile", False),
-            steps_per_execution=config.get("steps_per_execution", 1),
-        )
 
     def observe_training_batch(self, codes, y):
         """Hook run after each optimiser step with ``loss_terms``' codes and labels."""

@@ -7,9 +7,8 @@ import tensorflow as tf
 import keras
 
 from keras_csvae import losses
-from keras_csvae.models import networks
 from keras_csvae.models.base import OneOptimizerModel, TwoOptimizerModel
-from keras_csvae.models.vae import METRIC_NAMES, BaselineMixin
+from keras_csvae.models.baseline import METRIC_NAMES, BaselineMixin
 
 
 class ConditionalDecoderMixin(BaselineMixin):
@@ -17,17 +16,20 @@ class ConditionalDecoderMixin(BaselineMixin):
     sees ``concat(z, y)``, and an edit decodes the code of ``x`` with the
     target labels instead of the source ones.
 
-    Neither model has style control beyond ``z``: ``edit_variants`` decodes the
-    same target labels with the posterior mean and with ``n − 1`` samples of
-    ``q(z | ·)``.
+    Their one edit rule, ``"relabel"``, needs the source labels exactly when
+    the encoder sees them. Neither model has style control beyond ``z``:
+    ``edit_variants`` decodes the same target labels with the posterior mean
+    and with ``n − 1`` samples of ``q(z | ·)``.
     """
 
     decoder_uses_labels = True
 
+    @property
+    def edit_rules(self):
+        return {"relabel": self.encoder_uses_labels}
+
     def build_decoder(self):
-        return networks.decoder(
-            self.data_shape, self.latent_dim + self.num_labels, name="decoder", **self.decoder_kwargs()
-        )
+        return self.decoder_network(self.latent_dim + self.num_labels)
 
     def decode_tensors(self, z, y):
         return self.decoder(tf.concat([tf.cast(z, tf.float32), tf.cast(y, tf.float32)], axis=-1))
@@ -52,37 +54,23 @@ class ConditionalDecoderMixin(BaselineMixin):
             self.y_spec("y_target"),
         ]
 
-    def manipulate(self, x, y_target, y=None, batch_size=256):
-        """Edits ``x`` to have labels ``y_target`` (``[n, k]`` or one row for all):
-        decodes the posterior mean of ``z`` with ``y_target``. ``[n, *data_shape]``.
-
-        ``y``, the source labels ``[n, k]``, is required when the encoder sees
-        labels (``CondVAE``; ``InputError`` without it), else checked and ignored.
-        """
-        x, y_target, y = self.check_edit_arrays(x, y_target, y)
-        x, y = self._checked(x, y, self.encoder_uses_labels, "manipulate")
+    def _manipulate(self, x, y_target, y, rule, batch_size):
+        """Decodes the posterior mean of ``z`` with ``y_target`` (``y`` seen by the encoder, if it sees labels)."""
         if not self.encoder_uses_labels:
             return self.run_batched(self._edited_without_source_labels, (x, y_target), batch_size)
         return self.run_batched(self._edited, (x, y, y_target), batch_size)
 
-    def edit_variants(self, x, label, n=5, y=None, noise_scale=1.0, seed=0, batch_size=256):
-        """``n`` edits switching ``label`` on: the model has no style control, so
-        they differ only in ``z``: variant 0 decodes the posterior mean (the
-        ``manipulate`` edit), the others ``mean + noise_scale·std·ε`` with seeded
-        ``ε ~ N(0, I)``.
-
-        Target labels: ``y`` with ``label`` set to 1 (``y`` is required when the
-        encoder sees labels); without ``y``, ``label`` on and the others off.
-        Returns ``[n, batch, *data_shape]``.
-        """
-        i = self.label_index(label)
-        x, y = self._checked(x, y, self.encoder_uses_labels, "edit_variants")
+    def _edit_variants(self, x, i, n, y, batch_size, noise_scale=1.0, seed=0):
+        """Variant 0 decodes the posterior mean (the ``manipulate`` edit), the
+        others ``mean + noise_scale·std·ε`` with seeded ``ε ~ N(0, I)``; all with
+        ``y`` (or all labels off) and label ``i`` on."""
         y_target = np.zeros((len(x), self.num_labels), np.float32) if y is None else y.copy()
         y_target[:, i] = 1.0
         posterior = self.encode(x, y, batch_size=batch_size)
         mean, std = posterior["z_mean"], np.exp(0.5 * posterior["z_log_var"])
         rng = np.random.default_rng(seed)
-        codes = [mean] + [mean + noise_scale * std * rng.standard_normal(mean.shape).astype(np.float32) for _ in range(n - 1)]
+        noise = [rng.standard_normal(mean.shape).astype(np.float32) for _ in range(n - 1)]
+        codes = [mean] + [mean + noise_scale * std * eps for eps in noise]
         return np.stack([self.decode(z, y_target, batch_size=batch_size) for z in codes])
 
 
@@ -98,21 +86,9 @@ class CondVAE(ConditionalDecoderMixin, OneOptimizerModel):
 
     Editing (paper: "changing y before decoding"): ``z`` = mean of ``q(z | x, y)``
     with the source labels ``y``, decoded with ``y_target``. The source labels
-    are needed: ``manipulate(x, y_target, y)``.
+    are needed: ``manipulate(x, y_target, y=y)``.
 
-    Args:
-      data_shape, num_labels, label_names, architecture, hidden_units,
-        conv_filters, dense_units, decoder_filters, output_activation,
-        decoder_scale, seed: see ``LatentModel``.
-      z_dim, w_dim: as the CSVAE's; the latent size is ``z_dim + k * w_dim``.
-      adversary_units, prior: the CSVAE's; unused, kept in the config.
-      betas: ``[β1, …, β5]`` as the CSVAE's; β1 and β3 are used.
-
-    Example:
-      >>> model = CondVAE(data_shape=(3,), num_labels=1)
-      >>> model.compile(optimizer="adam")
-      >>> model.fit(dataset_of_x_y, epochs=10)
-      >>> edited = model.manipulate(x, y_target=[[1]], y=y)
+    Args: ``LatentModel``'s (``BaselineMixin`` says which it uses: β1 and β3).
 
     Reference: Klys, Snell, Zemel. Learning Latent Subspaces in Variational
     Autoencoders. NeurIPS 2018 (baselines).
@@ -120,19 +96,11 @@ class CondVAE(ConditionalDecoderMixin, OneOptimizerModel):
 
     encoder_uses_labels = True
 
-    def __init__(self, data_shape, num_labels, z_dim=8, w_dim=2, adversary_units=(64, 64), prior=None, betas=None, **kwargs):
+    def __init__(self, data_shape, num_labels, **kwargs):
         super().__init__(data_shape, num_labels, **kwargs)
-        self.init_baseline(z_dim, w_dim, adversary_units, prior, betas)
-        self.encoder = networks.gaussian_encoder(
-            self.data_shape, self.latent_dim, num_labels=self.num_labels, name="encoder", **self.network_kwargs()
-        )
+        self.encoder = self.encoder_network(self.latent_dim, "encoder", num_labels=self.num_labels)
         self.decoder = self.build_decoder()
         self.built = True
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(self.baseline_config())
-        return config
 
     def encode_tensors(self, x, y):
         z_mean, z_log_var = self.encoder([x, tf.cast(y, tf.float32)])
@@ -162,20 +130,8 @@ class CondVAEInfo(ConditionalDecoderMixin, TwoOptimizerModel):
     Editing: ``z`` = mean of ``q(z | x)`` decoded with ``y_target``; no source
     labels needed. ``latent_dim = z_dim + k * w_dim`` as for ``CondVAE``.
 
-    Args:
-      data_shape, num_labels, label_names, architecture, hidden_units,
-        conv_filters, dense_units, decoder_filters, output_activation,
-        decoder_scale, seed: see ``LatentModel``.
-      z_dim, w_dim: as the CSVAE's; the latent size is ``z_dim + k * w_dim``.
-      adversary_units: hidden widths of ``q_δ(y | z)``.
-      prior: the CSVAE's; unused, kept in the config.
-      betas: ``[β1, …, β5]`` as the CSVAE's; β1, β3, β4, β5 are used.
-
-    Example:
-      >>> model = CondVAEInfo(data_shape=(3,), num_labels=1)
-      >>> model.compile(optimizer="adam", adversary_optimizer="adam")
-      >>> model.fit(dataset_of_x_y, epochs=10)
-      >>> edited = model.manipulate(x, y_target=[[1]])
+    Args: ``LatentModel``'s (``BaselineMixin`` says which it uses: β1, β3, β4,
+    β5 and ``adversary_units``, the hidden widths of ``q_δ(y | z)``).
 
     Reference: Klys, Snell, Zemel. Learning Latent Subspaces in Variational
     Autoencoders. NeurIPS 2018 (baselines).
@@ -184,18 +140,12 @@ class CondVAEInfo(ConditionalDecoderMixin, TwoOptimizerModel):
     metric_names = METRIC_NAMES + ("adversary_loss",)
     encoder_uses_labels = False
 
-    def __init__(self, data_shape, num_labels, z_dim=8, w_dim=2, adversary_units=(64, 64), prior=None, betas=None, **kwargs):
+    def __init__(self, data_shape, num_labels, **kwargs):
         super().__init__(data_shape, num_labels, **kwargs)
-        self.init_baseline(z_dim, w_dim, adversary_units, prior, betas)
-        self.encoder = networks.gaussian_encoder(self.data_shape, self.latent_dim, name="encoder", **self.network_kwargs())
+        self.encoder = self.encoder_network(self.latent_dim, "encoder")
         self.decoder = self.build_decoder()
-        self.adversary = networks.label_classifier(self.latent_dim, self.num_labels, self.adversary_units, name="adversary")
+        self.adversary = self.adversary_network(self.latent_dim)
         self.built = True
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(self.baseline_config())
-        return config
 
     @property
     def elbo_variables(self):

@@ -9,11 +9,9 @@ import tensorflow as tf
 import keras
 
 from keras_csvae import losses
-from keras_csvae.models import networks
-from keras_csvae.models.base import InputError, TwoOptimizerModel, gaussian_sample
+from keras_csvae.models.base import TwoOptimizerModel, gaussian_sample
+from keras_csvae.models.numpy_api import InputError
 from serving.runtime.contract import style_grid
-
-EDIT_RULES = ("switched", "prior")
 
 METRIC_NAMES = (
     "loss",
@@ -43,16 +41,8 @@ class CSVAE(TwoOptimizerModel):
     ``z`` ``[batch, z_dim]``, ``w`` ``[batch, k * w_dim]`` (label ``i`` owns
     columns ``i*w_dim:(i+1)*w_dim``).
 
-    Args:
-      data_shape, num_labels, label_names, architecture, hidden_units,
-        conv_filters, dense_units, decoder_filters, output_activation,
-        decoder_scale, seed: see ``LatentModel``.
-      z_dim: size of ``z``.
-      w_dim: size of each label's subspace ``W_i`` (2 so it can be plotted).
-      adversary_units: hidden widths of ``q_δ(y | z)``.
-      prior: ``WPrior`` or its dict (``mean_absent, scale_absent, mean_present,
-        scale_present``); default convention "B".
-      betas: ``[β1, …, β5]``; default ``[20, 1, 0.2, 10, 1]``.
+    Args: ``LatentModel``'s, all of them used (``adversary_units`` are the
+    hidden widths of ``q_δ(y | z)``).
 
     Example:
       >>> model = CSVAE(data_shape=(3,), num_labels=1)
@@ -64,47 +54,21 @@ class CSVAE(TwoOptimizerModel):
     Autoencoders. NeurIPS 2018.
     """
 
-    def __init__(
-        self,
-        data_shape,
-        num_labels,
-        z_dim=8,
-        w_dim=2,
-        adversary_units=(64, 64),
-        prior=None,
-        betas=None,
-        **kwargs,
-    ):
-        super().__init__(data_shape, num_labels, **kwargs)
-        self.z_dim = int(z_dim)
-        self.w_dim = int(w_dim)
-        self.adversary_units = tuple(int(u) for u in adversary_units)
-        self.prior = losses.as_w_prior(prior)
-        self.betas = losses.as_betas(betas)
+    metric_names = METRIC_NAMES
+    encoder_uses_labels = True  # q(w | x, y)
+    edit_rules = {"switched": True, "prior": False}
 
-        self.z_encoder = networks.gaussian_encoder(self.data_shape, self.z_dim, name="z_encoder", **self.network_kwargs())
-        self.w_encoder = networks.gaussian_encoder(
-            self.data_shape, self.w_total_dim, num_labels=self.num_labels, name="w_encoder", **self.network_kwargs()
-        )
-        self.decoder = networks.decoder(self.data_shape, self.w_total_dim + self.z_dim, name="decoder", **self.decoder_kwargs())
-        self.adversary = networks.label_classifier(self.z_dim, self.num_labels, self.adversary_units, name="adversary")
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
+    def __init__(self, data_shape, num_labels, **kwargs):
+        super().__init__(data_shape, num_labels, **kwargs)
+        self.z_encoder = self.encoder_network(self.z_dim, "z_encoder")
+        self.w_encoder = self.encoder_network(self.w_total_dim, "w_encoder", num_labels=self.num_labels)
+        self.decoder = self.decoder_network(self.w_total_dim + self.z_dim)
+        self.adversary = self.adversary_network(self.z_dim)
         self.built = True
 
     @property
     def w_total_dim(self):
         return self.num_labels * self.w_dim
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            z_dim=self.z_dim,
-            w_dim=self.w_dim,
-            adversary_units=list(self.adversary_units),
-            prior=dataclasses.asdict(self.prior),
-            betas=self.betas.as_list(),
-        )
-        return config
 
     # -- the two optimisers' variables ----------------------------------------------
     @property
@@ -245,39 +209,18 @@ class CSVAE(TwoOptimizerModel):
             "sample": (sample, [z_spec("eps_z"), w_spec("eps_w"), self.y_spec()]),
         }
 
-    # -- editing API (numpy in, numpy out) ---------------------------------------------------
+    # -- editing API (numpy in, numpy out; see ``NumpyAPI``) -------------------------------------
     def _posterior_means(self, x, y):
         out = self.encode_tensors(tf.cast(x, tf.float32), tf.cast(y, tf.float32))
         return out["z_mean"], out["w_mean"]
 
-    def encode(self, x, y, batch_size=256):
-        """``q(z|x)`` and ``q(w|x,y)`` parameters.
-
-        Returns dict of ``z_mean, z_log_var`` ``[n, z_dim]`` and ``w_mean,
-        w_log_var`` ``[n, k*w_dim]``.
-        """
-        x, y = self.check_arrays(x, y)
-        return self.run_batched(self.encode_tensors, (x, y), batch_size)
-
     def decode(self, z, w, batch_size=256):
         """``E[x | w, z]``, ``[n, *data_shape]``, from ``z`` ``[n, z_dim]`` and ``w`` ``[n, k*w_dim]``."""
-        z = np.asarray(z, np.float32)
-        w = np.asarray(w, np.float32)
-        if z.ndim != 2 or z.shape[-1] != self.z_dim:
-            raise InputError(f"z has shape {z.shape}; this model expects [n, {self.z_dim}].")
-        if w.ndim != 2 or w.shape[-1] != self.w_total_dim:
-            raise InputError(
-                f"w has shape {w.shape}; this model expects [n, {self.w_total_dim}] "
-                f"({self.num_labels} labels × w_dim {self.w_dim})."
-            )
+        z = self.check_codes(z, self.z_dim)
+        w = self.check_codes(w, self.w_total_dim, name="w")
         if len(z) != len(w):
             raise InputError(f"{len(z)} rows in z but {len(w)} in w.")
         return self.run_batched(self.decode_tensors, (z, w), batch_size)
-
-    def reconstruct(self, x, y, batch_size=256):
-        """Decode the posterior means: ``E[x | E[w|x,y], E[z|x]]``, ``[n, *data_shape]``."""
-        x, y = self.check_arrays(x, y)
-        return self.run_batched(self.reconstruct_tensors, (x, y), batch_size)
 
     def target_w(self, y_target, w_points=None, sample=False, seed=0):
         """``w`` for target labels: the prior mean of ``p(w | y_target)`` per label,
@@ -303,12 +246,14 @@ class CSVAE(TwoOptimizerModel):
             i = self.label_index(label)
             point = np.asarray(point, np.float32)
             if point.shape[-1] != self.w_dim or point.ndim > 2:
-                raise InputError(f"A point in W_{i} must have shape [{self.w_dim}] or [n, {self.w_dim}], got {point.shape}.")
+                raise InputError(
+                    f"A point in W_{i} must have shape [{self.w_dim}] or [n, {self.w_dim}], got {point.shape}."
+                )
             w[:, i * self.w_dim : (i + 1) * self.w_dim] = point
         return w
 
-    def edited_codes(self, x, y_target, y=None, w_points=None, sample=False, seed=0, rule=None, batch_size=256):
-        """The latent codes an edit decodes: ``{"z": [n, z_dim], "w": [n, k*w_dim]}``.
+    def edited_codes(self, x, y_target, y=None, rule=None, batch_size=256, *, w_points=None, sample=False, seed=0):
+        """The latent codes ``manipulate`` decodes: ``{"z": [n, z_dim], "w": [n, k*w_dim]}``.
 
         ``z`` is the mean of ``q(z|x)``. Two rules choose ``w``:
 
@@ -322,12 +267,10 @@ class CSVAE(TwoOptimizerModel):
 
         ``w_points``, ``sample`` and ``seed``: see ``target_w``.
         """
-        rule = rule or ("prior" if y is None else "switched")
-        if rule not in EDIT_RULES:
-            raise InputError(f"Unknown edit rule {rule!r}; use one of {EDIT_RULES}.")
-        if rule == "switched" and y is None:
-            raise InputError("The 'switched' edit rule needs the source labels y (or use rule='prior').")
-        x, y_target, y = self.check_edit_arrays(x, y_target, y)
+        x, y_target, y, rule = self.edit_inputs(x, y_target, y, rule)
+        return self._edited_codes(x, y_target, y, rule, batch_size, w_points=w_points, sample=sample, seed=seed)
+
+    def _edited_codes(self, x, y_target, y, rule, batch_size, w_points=None, sample=False, seed=0):
         w = self.target_w(y_target, w_points=w_points, sample=sample, seed=seed)
         if rule == "prior":
             return {"z": self.run_batched(self.z_mean_tensors, (x,), batch_size), "w": w}
@@ -338,16 +281,10 @@ class CSVAE(TwoOptimizerModel):
         w = np.where(np.repeat(keep, self.w_dim, axis=-1), posterior["w_mean"], w)
         return {"z": posterior["z_mean"], "w": w}
 
-    def manipulate(self, x, y_target, y=None, w_points=None, sample=False, seed=0, rule=None, batch_size=256):
-        """Edits ``x`` ``[n, *data_shape]`` to have labels ``y_target`` ``[n, k]``
-        (or one row for all): ``E[x | w, z]`` ``[n, *data_shape]`` at the codes
-        of ``edited_codes`` (same arguments; by default only the switched
-        labels' subspaces move when the source labels ``y`` are given, and
-        every subspace goes to the target prior's mean, the paper's rule,
-        without them). Deterministic unless ``sample``.
-        """
-        codes = self.edited_codes(x, y_target, y, w_points=w_points, sample=sample, seed=seed, rule=rule,
-                                  batch_size=batch_size)
+    def _manipulate(self, x, y_target, y, rule, batch_size, **knobs):
+        """``E[x | w, z]`` at the codes of ``edited_codes`` (its ``knobs``:
+        ``w_points``, ``sample``, ``seed``)."""
+        codes = self._edited_codes(x, y_target, y, rule, batch_size, **knobs)
         return self.run_batched(self.decode_tensors, (codes["z"], codes["w"]), batch_size)
 
     def subspace_grid(self, label, n=5, extent=2.0):
@@ -361,20 +298,14 @@ class CSVAE(TwoOptimizerModel):
             raise InputError("subspace_grid draws 2-D grids; this model has w_dim != 2.")
         return style_grid(dataclasses.asdict(self.prior), self.w_dim, side=n, extent=extent)
 
-    def edit_variants(self, x, label, n=9, y=None, extent=2.0):
-        """``n`` edits of ``x`` with ``label`` switched on, one per point of a
-        ``√n × √n`` grid over ``W_label`` (see ``subspace_grid``): the styles the
-        model learned. With source labels ``y`` the other labels keep their
-        values and their posterior ``w`` (the "switched" rule); without, they
-        are off, at the prior's mean.
-
-        Returns ``[n', batch, *data_shape]`` with ``n' = round(√n)²``.
-        """
-        i = self.label_index(label)
+    def _edit_variants(self, x, i, n, y, batch_size, extent=2.0):
+        """One edit per point of a ``√n × √n`` grid over ``W_i`` (``subspace_grid``
+        with ``extent``): the styles the model learned. With ``y`` the other
+        labels keep their posterior ``w`` (the "switched" rule)."""
         side = max(int(round(np.sqrt(n))), 1)
-        return self.traverse(x, i, self.subspace_grid(i, n=side, extent=extent), y=y)
+        return self.traverse(x, i, self.subspace_grid(i, n=side, extent=extent), y=y, batch_size=batch_size)
 
-    def traverse(self, x, label, points, y_target=None, y=None):
+    def traverse(self, x, label, points, y_target=None, y=None, batch_size=256):
         """Decodes each ``x`` with ``W_label`` set to each of ``points`` ``[p, w_dim]``.
 
         With source labels ``y`` ``[n, k]``, the other subspaces keep their
@@ -392,14 +323,14 @@ class CSVAE(TwoOptimizerModel):
         points = np.asarray(points, np.float32)
         # Encoded once, decoded at every point.
         if y is not None:
-            posterior = self.run_batched(self.encode_tensors, (x, y))
+            posterior = self.run_batched(self.encode_tensors, (x, y), batch_size)
             z_mean, w_base = posterior["z_mean"], posterior["w_mean"]
         else:
-            z_mean, w_base = self.run_batched(self.z_mean_tensors, (x,)), self.target_w(y_target)
+            z_mean, w_base = self.run_batched(self.z_mean_tensors, (x,), batch_size), self.target_w(y_target)
         columns = slice(i * self.w_dim, (i + 1) * self.w_dim)
         frames = []
         for p in points:
             w = w_base.copy()
             w[:, columns] = p
-            frames.append(self.run_batched(self.decode_tensors, (z_mean, w)))
+            frames.append(self.run_batched(self.decode_tensors, (z_mean, w), batch_size))
         return np.stack(frames)
