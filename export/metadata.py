@@ -13,9 +13,9 @@ import dataclasses
 import datetime
 import importlib.metadata
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from keras_csvae.io import write_json  # noqa: F401  (export writes its JSON with the one shared atomic writer)
 
 PACKAGES = ("keras-csvae", "tensorflow", "keras", "tensorflow-probability", "tf2onnx", "onnx", "onnxruntime", "numpy")
 METADATA_FILE = "metadata.json"
@@ -121,17 +121,6 @@ def build_metadata(*, name, version, description, config, signatures, onnx_files
             "verification": verification,
         }
     )
-
-
-def write_json(path, value) -> None:
-    """Writes ``value`` as indented JSON, atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(value, f, indent=2, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def read_json(path):
