@@ -70,6 +70,7 @@ def export(model, size, out: Path, quick, log=lambda line: None, savedmodel_form
     from export.pipeline import export_model
     from export.signatures import model_functions
     from keras_csvae.data import registry
+    from keras_csvae.io import write_json
 
     x, y = registry.load_arrays("synthetic_faces", "train", image_size=size, num_examples=96 if quick else 256)
     data = ((x[:64], y[:64]), (x[64:], y[64:]))
@@ -89,7 +90,7 @@ def export(model, size, out: Path, quick, log=lambda line: None, savedmodel_form
         if int8:
             content["int8"] = quantize.quantize_manipulate(model, function, onnx_path, onnx_path.parent / quantize.INT8_FILE,
                                                            *data, log=lambda line: None)
-        metadata.write_json(out / "metadata.json", content)
+        write_json(out / "metadata.json", content)
         if savedmodel_format:
             savedmodel.write_savedmodel(model, {"manipulate": function}, saved_model_path)
     # The previous conversion (ConvTranspose, no sub-pixel rewrite), for the before/after rows.

@@ -8,6 +8,11 @@ Modules, one job each: ``signatures`` (what is exported), ``precision``
 (float32 copy of mixed-precision models), ``savedmodel``, ``onnx_export``,
 ``quantize`` (int8), ``verify``, ``metadata``, ``destination`` (staging and
 atomic commit), ``pipeline`` (the whole export), ``command`` (the CLI).
+
+Export reads runs through ``keras_csvae.training.runs`` and imports nothing
+from ``keras_csvae.evaluation``: extra int8 quality checks (the dataset
+judge's) come from the caller, ``export_run(..., make_quality_checks=...)``;
+``csvae export`` passes ``keras_csvae.evaluation.judge_check.int8_checks``.
 """
 
 from export.errors import ExportError, VerificationError

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import functools
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Registers ``export`` on the ``csvae`` sub-command parsers, with ``func=run``."""
+def add_parser(subparsers, make_quality_checks=None) -> argparse.ArgumentParser:
+    """Registers ``export`` on the ``csvae`` sub-command parsers, with ``func=run``.
+
+    ``make_quality_checks``: ``(config, model) -> [quantize.QualityCheck]`` for the int8
+    model (see ``export.pipeline.export_run``); the ``csvae`` CLI passes the judge's.
+    """
     parser = subparsers.add_parser(
         "export",
         help="export a trained run as a TF Serving SavedModel and ONNX files, verified",
@@ -20,24 +25,30 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, metavar="EXPORT_DIR", help="export directory")
     parser.add_argument("--name", default="csvae", help="TF Serving model name (default csvae)")
     parser.add_argument("--version", type=int, metavar="N", help="SavedModel version (default: newest + 1, or 1)")
-    parser.add_argument("--format", default="savedmodel,onnx", metavar="FORMATS", help="comma-separated: savedmodel, onnx")
-    parser.add_argument("--no-verify", dest="verify", action="store_false", help="skip loading and checking the artefacts")
+    parser.add_argument(
+        "--format", default="savedmodel,onnx", metavar="FORMATS", help="comma-separated: savedmodel, onnx"
+    )
+    parser.add_argument(
+        "--no-verify", dest="verify", action="store_false", help="skip loading and checking the artefacts"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --version")
     parser.add_argument("--no-int8", dest="int8", action="store_false", help="do not try manipulate.int8.onnx")
     parser.add_argument(
-        "--calibration-examples", type=int, default=256, metavar="N", help="training examples for int8 calibration (default 256)"
+        "--calibration-examples", type=int, default=256, metavar="N",
+        help="training examples for int8 calibration (default 256)",
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=functools.partial(run, make_quality_checks=make_quality_checks))
     return parser
 
 
-def run(args) -> dict:
+def run(args, make_quality_checks=None) -> dict:
     """Runs the export described by parsed ``args``; returns the metadata written."""
     from export.pipeline import export_run
 
     return export_run(
         args.run,
         args.out,
+        make_quality_checks=make_quality_checks,
         name=args.name,
         version=args.version,
         formats=args.format,

@@ -21,14 +21,15 @@ import uuid
 from pathlib import Path
 
 from export.errors import ExportError
-from export.metadata import METADATA_FILE, read_json
+from export.metadata import read_json
 from export.savedmodel import saved_model_versions
+from serving.runtime.contract import MODELS_CONFIG, METADATA_FILE, ONNX_DIR, SAVEDMODEL_DIR, savedmodel_path
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # TF Serving puts it in URLs and paths
 
 
 def savedmodel_dir(root: Path, name: str, version: int) -> Path:
-    return Path(root) / "savedmodel" / name / str(version)
+    return Path(root) / savedmodel_path(name, version)
 
 
 def resolve_version(out, name: str, version: int | None, overwrite: bool) -> int:
@@ -58,7 +59,7 @@ def resolve_version(out, name: str, version: int | None, overwrite: bool) -> int
             raise ExportError(
                 f"{out} holds the export of model {existing!r}, not {name!r}; choose another --out or --name {existing}."
             )
-    versions = saved_model_versions(out / "savedmodel" / name)
+    versions = saved_model_versions(out / SAVEDMODEL_DIR / name)
     if version is None:
         return (max(versions) + 1) if versions else 1
     if version in versions and not overwrite:
@@ -87,9 +88,9 @@ def commit(staging: Path, out, name: str, version: int) -> None:
         os.replace(staging, out)
         return
     pieces = [
-        Path("savedmodel") / name / str(version),
-        Path("savedmodel") / "models.config",
-        Path("onnx"),
+        Path(savedmodel_path(name, version)),
+        Path(SAVEDMODEL_DIR) / MODELS_CONFIG,
+        Path(ONNX_DIR),
         Path(METADATA_FILE),
     ]
     aside = out.parent / f".{out.name}.replaced-{uuid.uuid4().hex[:8]}"

@@ -15,11 +15,8 @@ import dataclasses
 import datetime
 import importlib.metadata
 import json
-import os
-import tempfile
 from pathlib import Path
 
-from serving.runtime.contract import METADATA_FILE as METADATA_FILE  # re-exported: export's modules write it
 from serving.runtime.contract import SERVING_DEFAULT, savedmodel_path
 
 PACKAGES = ("keras-csvae", "tensorflow", "keras", "tensorflow-probability", "tf2onnx", "onnx", "onnxruntime", "numpy")
@@ -125,17 +122,6 @@ def build_metadata(*, name, version, description, config, signatures, onnx_files
             "verification": verification,
         }
     )
-
-
-def write_json(path, value) -> None:
-    """Writes ``value`` as indented JSON, atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(value, f, indent=2, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def read_json(path):

@@ -14,14 +14,18 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from export import destination, judge_check, metadata, onnx_export, quantize, savedmodel, verify
+from export import destination, metadata, onnx_export, quantize, savedmodel, verify
 from export.errors import ExportError
 from export.precision import float32_copy
 from export.signatures import signature_functions
+from keras_csvae.io import write_json
+from keras_csvae.training import runs
+from serving.runtime.contract import METADATA_FILE, ONNX_DIR, SAVEDMODEL_DIR, onnx_file
 
 FORMATS = ("savedmodel", "onnx")
 # ONNX files every model provides, and ones kept only if they convert (the
@@ -45,33 +49,41 @@ def run_data(config, examples: int = CALIBRATION_EXAMPLES):
     """``() -> ((x, y) train, (x, y) validation)`` from the run's dataset, for int8 calibration."""
 
     def load():
-        from keras_csvae.evaluation.evaluate import split_arrays
-
-        return split_arrays(config, "train", examples), split_arrays(config, "validation", examples)
+        return runs.split_arrays(config, "train", examples), runs.split_arrays(config, "validation", examples)
 
     return load
 
 
-def export_run(run_dir, out, *, calibration_examples: int = CALIBRATION_EXAMPLES, **options) -> dict:
+def export_run(
+    run_dir,
+    out,
+    *,
+    make_quality_checks: Callable[..., Sequence[quantize.QualityCheck]] | None = None,
+    calibration_examples: int = CALIBRATION_EXAMPLES,
+    **options,
+) -> dict:
     """Exports the run in ``run_dir`` (``model.keras`` + ``config.json``) to ``out``.
 
     Options are those of ``export_model``; the arguments are checked before
     the run is loaded. Returns the metadata written.
-    """
-    from keras_csvae.evaluation.evaluate import load_run
-    from keras_csvae.evaluation.report import existing_judge
 
+    Args:
+      make_quality_checks: ``(config, model) -> [quantize.QualityCheck]``, called
+        once the run is loaded: extra checks of the int8 model (``csvae export``
+        passes the dataset judge's, ``keras_csvae.evaluation.judge_check.int8_checks``).
+    """
     parse_formats(options.get("formats", FORMATS))
-    destination.resolve_version(out, options.get("name", "csvae"), options.get("version"), options.get("overwrite", False))
+    destination.resolve_version(
+        out, options.get("name", "csvae"), options.get("version"), options.get("overwrite", False)
+    )
     if calibration_examples < 1:
         raise ExportError(f"calibration_examples must be ≥ 1, got {calibration_examples}.")
     options.get("log", print)(f"Loading the run in {run_dir}...")
-    config, model = load_run(run_dir)
-    # The int8 model must also be judged like the float32 one, when the
-    # dataset's judge exists (``csvae evaluate`` trains it; export never does).
-    judge = existing_judge(config.dataset, config.dataset_options) if len(model.data_shape) == 3 else None
-    with judge_check.judged_by(judge):
-        return export_model(model, out, config=config, data=run_data(config, calibration_examples), **options)
+    config, model = runs.load_run(run_dir)
+    checks = make_quality_checks(config, model) if make_quality_checks is not None else ()
+    return export_model(
+        model, out, config=config, data=run_data(config, calibration_examples), quality_checks=checks, **options
+    )
 
 
 def export_model(
@@ -86,6 +98,7 @@ def export_model(
     verify_export: bool = True,
     overwrite: bool = False,
     int8: bool = True,
+    quality_checks: Sequence[quantize.QualityCheck] = (),
     log=print,
 ) -> dict:
     """Exports ``model`` to ``out`` (layout in the module docstring).
@@ -103,6 +116,8 @@ def export_model(
         (``export.verify``). Strongly recommended.
       overwrite: replace an existing ``version``.
       int8: try ``manipulate.int8.onnx``.
+      quality_checks: checks the int8 model must pass besides the error
+        threshold (``quantize.quantize_manipulate``).
       log: progress lines go here.
 
     Returns:
@@ -136,18 +151,22 @@ def export_model(
         if "savedmodel" in formats:
             log(f"Writing SavedModel {name} version {version} ({len(signatures)} signatures)...")
             savedmodel.write_savedmodel(model32, signatures, saved_model_path)
-            savedmodel.write_models_config(staging / "savedmodel", name)
+            savedmodel.write_models_config(staging / SAVEDMODEL_DIR, name)
             if verify_export:
                 report = verify.verify_savedmodel(saved_model_path, signatures, cases, log=log)
                 # the loaded signatures equal signatures[...].describe(), already in the metadata
                 verification["savedmodel"] = {k: v for k, v in report.items() if k != "signatures"}
         if "onnx" in formats:
-            onnx_files = _export_onnx(model32, onnx_functions, staging / "onnx", props, cases, verification, verify_export, log)
+            onnx_files = _export_onnx(
+                model32, onnx_functions, staging / ONNX_DIR, props, cases, verification, verify_export, log
+            )
             if int8:
-                int8_report = _export_int8(model32, onnx_functions["manipulate"], staging / "onnx", data, log)
+                int8_report = _export_int8(
+                    model32, onnx_functions["manipulate"], staging / ONNX_DIR, data, quality_checks, log
+                )
                 if int8_report.get("written"):
                     onnx_files[quantize.INT8_FILE.removesuffix(".onnx")] = {
-                        "file": f"onnx/{quantize.INT8_FILE}",
+                        "file": onnx_file(quantize.INT8_FILE.removesuffix(".onnx")),
                         **onnx_functions["manipulate"].describe(),
                     }
         content = metadata.build_metadata(
@@ -161,11 +180,11 @@ def export_model(
             verification=verification,
             int8=int8_report,
         )
-        metadata.write_json(staging / metadata.METADATA_FILE, content)
+        write_json(staging / METADATA_FILE, content)
         if "savedmodel" in formats:
             # TF Serving ignores assets.extra except for warm-up files; each
             # version keeps its own description there.
-            metadata.write_json(saved_model_path / "assets.extra" / metadata.METADATA_FILE, content)
+            write_json(saved_model_path / "assets.extra" / METADATA_FILE, content)
         destination.commit(staging, out, name, version)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -205,13 +224,13 @@ def _export_onnx(model, functions, onnx_dir: Path, props, cases, verification, v
         if verify_export:
             report = verify.verify_onnx(path, function, cases, log=log)
             verification["onnx"][name] = {"max_error": report["max_error"], "tolerance": report["tolerance"]}
-        files[name] = {"file": f"onnx/{name}.onnx", **function.describe()}
+        files[name] = {"file": onnx_file(name), **function.describe()}
     if skipped:
         verification["onnx_skipped"] = skipped
     return files
 
 
-def _export_int8(model, manipulate, onnx_dir: Path, data, log) -> dict:
+def _export_int8(model, manipulate, onnx_dir: Path, data, quality_checks, log) -> dict:
     """Tries ``manipulate.int8.onnx``; returns its report (``written`` says whether it was kept).
 
     The int8 model is an optional extra: a dataset that cannot be loaded or a
@@ -226,7 +245,8 @@ def _export_int8(model, manipulate, onnx_dir: Path, data, log) -> dict:
         return {"written": False, "reason": f"cannot load calibration data: {type(err).__name__}: {err}"}
     try:
         return quantize.quantize_manipulate(
-            model, manipulate, onnx_dir / "manipulate.onnx", onnx_dir / quantize.INT8_FILE, calibration, evaluation, log=log
+            model, manipulate, onnx_dir / "manipulate.onnx", onnx_dir / quantize.INT8_FILE, calibration, evaluation,
+            checks=quality_checks, log=log,
         )
     except Exception as err:  # onnxruntime's quantiser raises many types
         log(f"Not writing {quantize.INT8_FILE}: quantisation failed: {err}")

@@ -13,8 +13,9 @@ up in a 64 px edit and an order below the change an attribute edit makes
 is reported too: int8 errors concentrate on edges, so a max near 0.1 with a
 small mean is normal.
 
-Extra quality checks (e.g. the evaluation owner's label judge: "does the int8
-edit still flip the judge's label?") plug in with ``register_quality_check``.
+Extra quality checks are passed in (``checks``): ``csvae export`` passes the
+dataset judge's check when a judge is cached ("are the int8 edits judged like
+the float32 ones?", ``keras_csvae.evaluation.judge_check``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -60,13 +61,6 @@ class QualityContext:
 # A check returns {"name": str, "passed": bool, ...measurements}; a failed
 # check keeps the int8 file from being written.
 QualityCheck = Callable[[QualityContext], dict]
-_QUALITY_CHECKS: list[QualityCheck] = []
-
-
-def register_quality_check(check: QualityCheck) -> QualityCheck:
-    """Adds a check run on every int8 candidate (usable as a decorator)."""
-    _QUALITY_CHECKS.append(check)
-    return check
 
 
 def manipulate_feeds(model, function: ServingFunction, x: np.ndarray, y: np.ndarray, seed: int = 0) -> dict:
@@ -117,14 +111,22 @@ def _run(session, feeds):
 
 
 def quantize_manipulate(
-    model, function: ServingFunction, float_path, out_path, calibration: tuple, evaluation: tuple, log=print
+    model,
+    function: ServingFunction,
+    float_path,
+    out_path,
+    calibration: tuple,
+    evaluation: tuple,
+    checks: Sequence[QualityCheck] = (),
+    log=print,
 ) -> dict:
     """Writes ``out_path`` (int8 QDQ) if it passes the quality threshold and
-    every registered check; returns the measurements either way.
+    every check in ``checks``; returns the measurements either way.
 
     Args:
       calibration: ``(x, y)`` real examples (training split) for the ranges.
       evaluation: ``(x, y)`` held-out examples to measure the error on.
+      checks: extra quality checks, run on the held-out outputs (``report["checks"]``).
     """
     from onnxruntime import quantization
 
@@ -172,14 +174,17 @@ def quantize_manipulate(
             "checks": [],
         }
         context = QualityContext(model, feeds, float_out, int8_out, np.asarray(evaluation[1]))
-        report["checks"] = [check(context) for check in _QUALITY_CHECKS]
+        report["checks"] = [check(context) for check in checks]
         failed = [c.get("name", "unnamed") for c in report["checks"] if not c.get("passed", False)]
         if report["scaled_mean_abs_error"] >= MEAN_ERROR_THRESHOLD:
             failed.insert(0, "scaled_mean_abs_error")
         report["written"] = not failed
         if failed:
             report["reason"] = f"failed {', '.join(failed)}"
-            log(f"Not writing {INT8_FILE}: {report['reason']} (scaled mean abs error {report['scaled_mean_abs_error']:.4f}).")
+            log(
+                f"Not writing {INT8_FILE}: {report['reason']} "
+                f"(scaled mean abs error {report['scaled_mean_abs_error']:.4f})."
+            )
         else:
             os.replace(candidate, out_path)
             log(

@@ -16,6 +16,7 @@ from pathlib import Path
 import keras
 
 from export.signatures import ServingFunction
+from serving.runtime.contract import MODELS_CONFIG
 
 SERVE_TAG = "serve"
 
@@ -56,7 +57,7 @@ def models_config_text(name: str, base_path: str | None = None) -> str:
 
 
 def write_models_config(base: Path, name: str) -> Path:
-    path = Path(base) / "models.config"
+    path = Path(base) / MODELS_CONFIG
     path.write_text(models_config_text(name))
     return path
 

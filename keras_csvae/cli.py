@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 
 def _quiet_tensorflow():
@@ -73,6 +74,7 @@ def cmd_train(args):
 
 def cmd_evaluate(args):
     from keras_csvae.evaluation.evaluate import evaluate_run
+    from keras_csvae.training.runs import METRICS_FILE
 
     metrics = evaluate_run(args.run, max_examples=args.max_examples, edit_examples=args.edit_examples, judge_dir=args.judge_dir)
     summary = {k: v for k, v in metrics.items() if k != "per_label"}
@@ -84,8 +86,8 @@ def cmd_evaluate(args):
             f"{d} {values[f'manipulation_accuracy_{d}']:.3f}" for d in ("on", "off") if f"manipulation_accuracy_{d}" in values
         )
         print(f"  {name}: manipulation {values['manipulation_accuracy']:.3f} ({directions})")
-    figures = sorted(p.name for p in __import__("pathlib").Path(args.run).glob("*.png"))
-    print(f"Wrote {os.path.join(args.run, 'metrics.json')} and {', '.join(figures)}")
+    figures = sorted(p.name for p in Path(args.run).glob("*.png"))
+    print(f"Wrote {Path(args.run) / METRICS_FILE} and {', '.join(figures)}")
 
 
 def cmd_benchmark(args):
@@ -122,6 +124,14 @@ def cmd_data(args):
         print(f"Wrote {args.preview}")
     else:
         print(_describe(args.dataset))
+
+
+def _int8_quality_checks(config, model):
+    """The judge's check of an export's int8 model: evaluation builds it, and
+    the CLI hands it to export, which imports nothing from evaluation."""
+    from keras_csvae.evaluation.judge_check import int8_checks
+
+    return int8_checks(config, model)
 
 
 def _describe(name):
@@ -197,7 +207,7 @@ def build_parser():
     from serving import command as serve_command
     from serving import edge
 
-    export_command.add_parser(sub)
+    export_command.add_parser(sub, make_quality_checks=_int8_quality_checks)
     edge.add_parser(sub)  # csvae edit (onnxruntime only)
     serve_command.add_parser(sub)  # csvae serve
     return parser

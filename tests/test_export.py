@@ -24,9 +24,9 @@ from export.errors import ExportError, VerificationError
 from export.pipeline import export_model
 from export.signatures import IMAGE_INPUT, IMAGE_OUTPUT, model_functions, signature_functions
 from keras_csvae.data import registry
-from keras_csvae.evaluation.evaluate import load_run, split_arrays
 from keras_csvae.models import MODELS
 from keras_csvae.training import TrainConfig, build_model, compile_model
+from keras_csvae.training.runs import load_run, split_arrays
 from helpers import run_python
 
 # CSVAE-style constructor arguments that every registered model accepts.
@@ -325,13 +325,13 @@ def test_vector_model_export_and_int8_measurements(roll_export):
     assert int8["written"] == (int8["scaled_mean_abs_error"] < quantize.MEAN_ERROR_THRESHOLD)
 
 
-def _quantize(digits_export, out_path):
+def _quantize(digits_export, out_path, checks=()):
     model = digits_export["model"]
     calibration = split_arrays(digits_export["config"], "train", 32)
     evaluation = split_arrays(digits_export["config"], "validation", 32)
     return quantize.quantize_manipulate(
         model, model_functions(model)["manipulate"], digits_export["out"] / "onnx" / "manipulate.onnx", out_path,
-        calibration, evaluation, log=quiet,
+        calibration, evaluation, checks=checks, log=quiet,
     )
 
 
@@ -342,20 +342,18 @@ def test_int8_is_written_only_when_it_keeps_quality(digits_export, tmp_path, mon
     assert not (tmp_path / "strict.int8.onnx").exists()
 
 
-def test_int8_quality_check_hook(digits_export, tmp_path, monkeypatch):
-    """Where the evaluation owner's judge-accuracy check plugs in."""
+def test_int8_quality_checks_are_passed_in(digits_export, tmp_path):
+    """Where the evaluation side's judge check plugs in."""
     seen = []
 
     def judge(context: quantize.QualityContext):
         seen.append(context.int8["x_edited"].shape)
         return {"name": "judge_accuracy", "passed": len(seen) == 1}
 
-    monkeypatch.setattr(quantize, "_QUALITY_CHECKS", [])
-    quantize.register_quality_check(judge)
-    report = _quantize(digits_export, tmp_path / "a.int8.onnx")
+    report = _quantize(digits_export, tmp_path / "a.int8.onnx", checks=[judge])
     assert report["written"] and report["checks"] == [{"name": "judge_accuracy", "passed": True}]
     assert seen[0] == (32, 16, 16, 1)
-    report = _quantize(digits_export, tmp_path / "b.int8.onnx")
+    report = _quantize(digits_export, tmp_path / "b.int8.onnx", checks=[judge])
     assert not report["written"] and "judge_accuracy" in report["reason"]
     assert not (tmp_path / "b.int8.onnx").exists()
 
@@ -453,17 +451,18 @@ def test_contract_violations_are_clear_errors(functions, message):
         signature_functions(_StubModel(functions))
 
 
+class ThresholdJudge:
+    """Labels an image 1 when its mean is above one half."""
+
+    accuracy = {"labels": 1.0}
+
+    def labels(self, images):
+        return (images.reshape(len(images), -1).mean(axis=1, keepdims=True) > 0.5).astype(int)
+
+
 def test_int8_is_judged_like_float32_when_a_judge_exists():
     """The judge check passes when int8 and float32 edits are judged alike, fails when not."""
-    import numpy as np
-
-    from export import judge_check, quantize
-
-    class ThresholdJudge:
-        accuracy = {"labels": 1.0}
-
-        def labels(self, images):
-            return (images.reshape(len(images), -1).mean(axis=1, keepdims=True) > 0.5).astype(int)
+    from keras_csvae.evaluation import judge_check
 
     check = judge_check.judge_agreement_check(ThresholdJudge())
     bright = np.full((10, 4, 4, 3), 0.9, np.float32)
@@ -471,6 +470,46 @@ def test_int8_is_judged_like_float32_when_a_judge_exists():
     flipped = quantize.QualityContext(None, {}, {"x_edited": bright}, {"x_edited": bright - 0.6}, None)
     assert check(same)["passed"] and check(same)["agreement"] == 1.0
     assert not check(flipped)["passed"]
-    with judge_check.judged_by(ThresholdJudge()):
-        assert len(quantize._QUALITY_CHECKS) == 1
-    assert quantize._QUALITY_CHECKS == []
+
+
+def test_csvae_export_hands_export_the_judge_check(tmp_path, monkeypatch):
+    """The CLI builds the int8 checks on the evaluation side (the dataset's cached judge, image models
+    only) and passes them to ``export_run``, which imports nothing from evaluation."""
+    from export import pipeline
+    from keras_csvae.evaluation import judge_check
+
+    received = {}
+    monkeypatch.setattr(pipeline, "export_run", lambda run, out, **options: received.update(options) or {})
+    assert csvae("export", "--run", tmp_path / "run", "--out", tmp_path / "out") == 0
+    make_checks = received["make_quality_checks"]
+
+    judges = {"digits": ThresholdJudge()}
+    monkeypatch.setattr(judge_check, "existing_judge", lambda dataset, options, judge_dir=None: judges.get(dataset))
+    config = TrainConfig(dataset="digits")
+    image_model, vector_model = argparse.Namespace(data_shape=(16, 16, 1)), argparse.Namespace(data_shape=(3,))
+    (check,) = make_checks(config, image_model)
+    bright = np.full((4, 16, 16, 1), 0.9, np.float32)
+    assert check(quantize.QualityContext(None, {}, {"x_edited": bright}, {"x_edited": bright}, None))["passed"]
+    assert make_checks(config, vector_model) == []
+    assert make_checks(TrainConfig(dataset="celeba"), image_model) == []  # no judge cached: no check
+
+
+def test_export_imports_nothing_from_evaluation():
+    """Export gets its quality checks from the caller: no module under export/ imports
+    ``keras_csvae.evaluation``, lazily (inside a function) or not."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "export"
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            if any(n == "keras_csvae.evaluation" or n.startswith("keras_csvae.evaluation.") for n in names):
+                found.append(f"{path.name}:{node.lineno}")
+    assert found == []

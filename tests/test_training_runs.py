@@ -12,9 +12,10 @@ import pytest
 
 from helpers import csvae_cli
 from keras_csvae.data import registry
-from keras_csvae.evaluation.evaluate import RunError, evaluate_run
+from keras_csvae.evaluation.evaluate import evaluate_run
 from keras_csvae.models import InputError
 from keras_csvae.training import RunDirError, TrainConfig, TrainingDivergedError, train
+from keras_csvae.training.runs import RunError
 
 SMALL = {"num_examples": 512}
 
@@ -170,3 +171,16 @@ def test_corrupt_and_mismatched_model_files_give_clear_errors(finished_run, tmp_
         evaluate_run(broken)
     assert zipfile.is_zipfile(broken / "model.keras")
     assert not (broken / "metrics.json").exists()
+
+
+def test_the_json_writer_is_atomic(tmp_path):
+    """A failed write leaves the old file whole and no temporary file behind."""
+    from keras_csvae.io import write_json
+
+    path = tmp_path / "sub" / "metrics.json"
+    write_json(path, {"b": 1, "a": [1.5, None]})
+    assert path.read_text() == '{\n  "b": 1,\n  "a": [\n    1.5,\n    null\n  ]\n}\n'
+    with pytest.raises(TypeError):
+        write_json(path, {"a": object()})
+    assert json.loads(path.read_text()) == {"b": 1, "a": [1.5, None]}
+    assert [p.name for p in path.parent.iterdir()] == ["metrics.json"]

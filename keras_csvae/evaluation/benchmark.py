@@ -1,5 +1,8 @@
 """``csvae benchmark``: the paper's comparison, reproducible with one command.
 
+The one evaluation module that trains: a benchmark is ``training.train`` then
+``evaluate.evaluate_run`` per run (training never imports evaluation).
+
 Trains every model on the same data with the same budget and seeds (each run
 a normal, resumable run directory), evaluates them with the same cached
 judge, and writes ``results.json`` and ``results.md`` (mean ± std over seeds)
@@ -8,7 +11,6 @@ plus each run's figures.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -16,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_csvae.training.callbacks import write_json_atomic
+from keras_csvae.evaluation.evaluate import evaluate_run
+from keras_csvae.io import write_json
+from keras_csvae.training import TrainConfig, train
 
 TABLE_METRICS = (
     ("manipulation_accuracy", "edits", "manipulation acc. ↑"),
@@ -100,9 +104,6 @@ def run_benchmark(out_dir, dataset="synthetic_faces", models=("csvae", "vae", "c
                   seeds=(0, 1, 2), epochs=None, image_size=None, num_examples=None, edit_examples=500,
                   judge_dir=None, extra_model_kwargs=None, command=""):
     """Trains and evaluates ``models × seeds``; writes the results; returns the summary."""
-    from keras_csvae.evaluation.evaluate import evaluate_run
-    from keras_csvae.training import TrainConfig, train
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     options = {}
@@ -139,7 +140,7 @@ def run_benchmark(out_dir, dataset="synthetic_faces", models=("csvae", "vae", "c
         "judge_style_accuracy": judge.get("judge_style_accuracy"),
         "summary": summary,
     }
-    write_json_atomic(out_dir / "results.json", report)
+    write_json(out_dir / "results.json", report)
     table = markdown_table(summary)
     (out_dir / "results.md").write_text(
         f"# Benchmark: {dataset} {options}\n\nCommand: `{command}`\n\n"

@@ -5,62 +5,13 @@ Writes ``run_dir/metrics.json`` and ``run_dir/w_subspace.png``.
 
 from __future__ import annotations
 
-import json
-import zipfile
 from pathlib import Path
 
-import keras
 import numpy as np
 
-from keras_csvae.data import registry
 from keras_csvae.evaluation import plots, probes
-from keras_csvae.training.callbacks import write_json_atomic
-from keras_csvae.training.config import TrainConfig
-
-
-class RunError(ValueError):
-    """A run directory that cannot be evaluated: missing, corrupt or mismatched files."""
-
-
-def load_run(run_dir):
-    """Returns ``(config, model)`` of a finished run, with clear errors."""
-    run_dir = Path(run_dir)
-    config_path, model_path = run_dir / "config.json", run_dir / "model.keras"
-    for path in (config_path, model_path):
-        if not path.exists():
-            raise RunError(f"{path} does not exist; is {run_dir} a finished `csvae train` run?")
-    try:
-        config = TrainConfig.from_dict(json.loads(config_path.read_text())).resolved()
-    except (ValueError, TypeError) as err:
-        raise RunError(f"{config_path} is not a valid run config: {err}") from err
-    if not zipfile.is_zipfile(model_path):
-        raise RunError(f"{model_path} is not a .keras file (not a zip archive); it may be truncated or corrupt.")
-    try:
-        import keras_csvae.models  # noqa: F401  (registers the classes)
-
-        model = keras.saving.load_model(model_path)
-    except Exception as err:  # Keras raises many types for a bad archive
-        raise RunError(f"Could not load {model_path}: {type(err).__name__}: {err}") from err
-    info = registry.info(config.dataset, **config.dataset_options)
-    if tuple(model.data_shape) != tuple(info.input_shape) or model.num_labels != info.num_labels:
-        raise RunError(
-            f"{model_path} expects x {model.data_shape} with {model.num_labels} label(s), but the run's "
-            f"dataset {config.dataset!r} has x {info.input_shape} with {info.num_labels}: the files do not belong together."
-        )
-    return config, model
-
-
-def split_arrays(config: TrainConfig, split: str, limit: int):
-    """At most ``limit`` examples of ``split`` as numpy ``(x, y)``."""
-    spec = registry.get(config.dataset)
-    if spec.tf_data_fn is None:
-        x, y = registry.load_arrays(config.dataset, split, **config.dataset_options)
-        return x[:limit], y[:limit]
-    xs, ys = [], []
-    for x, y in registry.load(config.dataset, split, **config.dataset_options).take(limit).batch(512):
-        xs.append(x.numpy())
-        ys.append(y.numpy())
-    return np.concatenate(xs), np.concatenate(ys)
+from keras_csvae.io import write_json
+from keras_csvae.training.runs import METRICS_FILE, load_run, split_arrays
 
 
 def evaluate_run(run_dir, max_examples=5000, edit_examples=500, judge_dir=None):
@@ -77,6 +28,9 @@ def evaluate_run(run_dir, max_examples=5000, edit_examples=500, judge_dir=None):
 
     Figures: ``w_subspace.png`` (models with ``w``), and for images
     ``edit_grid.png`` and ``traversal_<label>.png``.
+
+    Raises:
+      keras_csvae.training.runs.RunError: ``run_dir`` is not a finished, readable run.
     """
     run_dir = Path(run_dir)
     config, model = load_run(run_dir)
@@ -111,5 +65,5 @@ def evaluate_run(run_dir, max_examples=5000, edit_examples=500, judge_dir=None):
         from keras_csvae.evaluation import report
 
         metrics["edits"] = report.edit_report(config, model, run_dir, edit_examples, judge_dir)
-    write_json_atomic(run_dir / "metrics.json", metrics)
+    write_json(run_dir / METRICS_FILE, metrics)
     return metrics

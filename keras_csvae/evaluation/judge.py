@@ -18,6 +18,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from keras_csvae.io import write_json
+
 JUDGE_VERSION = 1
 MIN_STEPS = 3000
 
@@ -172,5 +174,5 @@ def cached_judge(key: dict, make_data, cache_dir=None, epochs=8, verbose=0, min_
     tmp = path.with_name(f".{path.stem}.tmp.keras")
     judge.model.save(tmp)
     os.replace(tmp, path)
-    path.with_suffix(".json").write_text(json.dumps(judge.accuracy, indent=2))
+    write_json(path.with_suffix(".json"), judge.accuracy)
     return judge

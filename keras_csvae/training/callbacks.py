@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import keras
 
+from keras_csvae.io import write_json
+
 
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite."""
-
-
-def write_json_atomic(path, value):
-    """Writes JSON so that a reader never sees a half-written file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True))
-    os.replace(tmp, path)
 
 
 class StopOnNaN(keras.callbacks.Callback):
@@ -80,6 +73,6 @@ class EpochCheckpoint(keras.callbacks.Callback):
         name = f"epoch_{epoch + 1:04d}.keras"
         self.model.save(self.directory / name)
         previous = self.load_state(self.directory)
-        write_json_atomic(self.directory / "state.json", {"epoch": epoch + 1, "model": name, "history": self.history})
+        write_json(self.directory / "state.json", {"epoch": epoch + 1, "model": name, "history": self.history})
         if previous and previous["model"] != name:
             (self.directory / previous["model"]).unlink(missing_ok=True)

@@ -1,12 +1,5 @@
-"""``train(config, run_dir)``: one resumable training run, written to ``run_dir``.
-
-``run_dir`` layout:
-
-- ``config.json``: the resolved ``TrainConfig`` (written once the inputs are checked);
-- ``checkpoint/``: the last completed epoch (model, both optimisers, history);
-- ``logs/``: TensorBoard;
-- ``model.keras`` and ``history.json`` (one entry per epoch with every loss
-  term): written when training ends.
+"""``train(config, run_dir)``: one resumable training run, written to ``run_dir``
+(layout: ``keras_csvae.training.runs``).
 
 Running the same command again resumes from ``checkpoint/``; running it on a
 finished run does nothing.
@@ -14,7 +7,6 @@ finished run does nothing.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -26,13 +18,11 @@ import tensorflow as tf
 
 from keras_csvae import models
 from keras_csvae.data import registry
-from keras_csvae.training.callbacks import EpochCheckpoint, StopOnNaN, write_json_atomic
+from keras_csvae.io import write_json
+from keras_csvae.training import runs
+from keras_csvae.training.callbacks import EpochCheckpoint, StopOnNaN
 from keras_csvae.training.config import TrainConfig
 from keras_csvae.training.distribute import cpu_has_bfloat16, is_chief, make_strategy, set_precision
-
-
-class RunDirError(ValueError):
-    """``run_dir`` holds something that does not belong to this run."""
 
 
 def build_model(config: TrainConfig, info: registry.DatasetInfo):
@@ -83,29 +73,13 @@ def dataset_for(config: TrainConfig, model, split: str, shuffle: bool):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _check_run_dir(run_dir: Path, config: TrainConfig):
-    config_path = run_dir / "config.json"
-    if config_path.exists():
-        try:
-            stored = TrainConfig.from_dict(json.loads(config_path.read_text()))
-        except (ValueError, TypeError) as err:
-            raise RunDirError(f"{config_path} is not a keras-csvae config ({err}); choose another --out.") from err
-        if stored.digest() != config.digest():
-            raise RunDirError(
-                f"{run_dir} holds a run with a different configuration; choose another --out "
-                "or re-run with the same flags to resume it."
-            )
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        raise RunDirError(f"{run_dir} is not empty and holds no keras-csvae run; choose another --out.")
-
-
 def train(config: TrainConfig, run_dir, verbose="auto"):
     """Trains (or resumes) the run in ``run_dir``. Returns the trained model.
 
     The per-epoch history is in ``run_dir/history.json``.
 
     Raises:
-      registry.DatasetError, models.InputError, RunDirError, ValueError: bad
+      registry.DatasetError, models.InputError, runs.RunDirError, ValueError: bad
         input, before anything is written.
       TrainingDivergedError: the loss became non-finite (last good checkpoint kept).
     """
@@ -115,15 +89,16 @@ def train(config: TrainConfig, run_dir, verbose="auto"):
     strategy = make_strategy(config.strategy)
     policy = set_precision(config.precision)
     info = registry.info(config.dataset, **config.dataset_options)
-    _check_run_dir(run_dir, config)
+    runs.check_run_dir(run_dir, config)
     chief = is_chief()
 
-    checkpoint_dir = run_dir / "checkpoint"
+    checkpoint_dir = run_dir / runs.CHECKPOINT_DIR
     state = EpochCheckpoint.load_state(checkpoint_dir)
     done = state["epoch"] if state else 0
-    if done >= config.epochs and (run_dir / "model.keras").exists():
+    model_path = run_dir / runs.MODEL_FILE
+    if done >= config.epochs and model_path.exists():
         print(f"{run_dir} already holds {done} trained epochs; nothing to do.")
-        return keras.saving.load_model(run_dir / "model.keras")
+        return keras.saving.load_model(model_path)
 
     with strategy.scope():
         if state:
@@ -137,11 +112,11 @@ def train(config: TrainConfig, run_dir, verbose="auto"):
     scratch = None
     if chief:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(run_dir / "config.json", config.to_dict())
-        log_dir = run_dir / "logs"
+        write_json(run_dir / runs.CONFIG_FILE, config.to_dict())
+        log_dir = run_dir / runs.LOGS_DIR
     else:  # non-chief workers write nothing to the shared run directory
         scratch = Path(tempfile.mkdtemp(prefix="csvae-worker-"))
-        log_dir = scratch / "logs"
+        log_dir = scratch / runs.LOGS_DIR
     checkpoint = EpochCheckpoint(checkpoint_dir, history=state["history"] if state else (), write=chief)
     if done:
         print(f"Resuming {run_dir} after epoch {done} of {config.epochs}.")
@@ -168,7 +143,7 @@ def train(config: TrainConfig, run_dir, verbose="auto"):
     if chief:
         tmp = run_dir / ".model.tmp.keras"
         model.save(tmp)
-        os.replace(tmp, run_dir / "model.keras")
-        write_json_atomic(run_dir / "history.json", checkpoint.history)
-        print(f"Trained {config.epochs - done} epoch(s) in {time.time() - start:.1f} s; model: {run_dir / 'model.keras'}")
+        os.replace(tmp, model_path)
+        write_json(run_dir / runs.HISTORY_FILE, checkpoint.history)
+        print(f"Trained {config.epochs - done} epoch(s) in {time.time() - start:.1f} s; model: {model_path}")
     return model
