@@ -26,9 +26,12 @@ demo-roll: $(BIN)/.installed
 	$(BIN)/csvae train --dataset swiss_roll --out runs/roll
 	$(BIN)/csvae evaluate --run runs/roll
 
-# pytest exits 5 when it collects no test: that is a failure here too, but
-# say so plainly rather than as a bare exit code.
+# Lint first (seconds), then the tests. pytest exits 5 when it collects no
+# test: that is a failure here too, but say so plainly rather than as a bare
+# exit code.
 test: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
 
