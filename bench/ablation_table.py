@@ -23,7 +23,9 @@ def row(run_dir: Path) -> str | None:
     edits = metrics.get("edits", {})
     per_label = edits.get("per_label", {})
     on = ", ".join(f"{name} {v.get('manipulation_accuracy_on', float('nan')):.2f}" for name, v in per_label.items())
-    rec = ", ".join(f"{name} {v.get('reconstruction_label_accuracy', float('nan')):.2f}" for name, v in per_label.items())
+    rec = ", ".join(
+        f"{name} {v.get('reconstruction_label_accuracy', float('nan')):.2f}" for name, v in per_label.items()
+    )
     history = json.loads((run_dir / "history.json").read_text()) if (run_dir / "history.json").exists() else []
     cells = [
         run_dir.name,
@@ -45,8 +47,16 @@ def main(argv=None):
     parser.add_argument("runs", nargs="+", type=Path)
     args = parser.parse_args(argv)
     header = [
-        "run", "manipulation", "off → on", "off → on per label", "identity MSE", "counterfactual MSE",
-        "style coverage", "judge on reconstructions", "reconstruction MSE", "epochs",
+        "run",
+        "manipulation",
+        "off → on",
+        "off → on per label",
+        "identity MSE",
+        "counterfactual MSE",
+        "style coverage",
+        "judge on reconstructions",
+        "reconstruction MSE",
+        "epochs",
     ]
     print("| " + " | ".join(header) + " |")
     print("|---" * len(header) + "|")

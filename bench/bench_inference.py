@@ -43,8 +43,15 @@ import time  # noqa: E402
 
 LABELS = ("glasses", "smile", "facial_hair")
 PLAIN_ONNX = "manipulate.plain.onnx"  # written next to the export's files by this script only
-TINY = dict(architecture="conv", z_dim=4, w_dim=2, conv_filters=[4, 8, 8], dense_units=16, decoder_filters=[8, 8, 4],
-            adversary_units=[8])
+TINY = dict(
+    architecture="conv",
+    z_dim=4,
+    w_dim=2,
+    conv_filters=[4, 8, 8],
+    dense_units=16,
+    decoder_filters=[8, 8, 4],
+    adversary_units=[8],
+)
 
 
 def build_model(quick):
@@ -78,18 +85,23 @@ def export(model, size, out: Path, quick, log=lambda line: None, savedmodel_form
     saved_model_path = out / "savedmodel" / "csvae" / "1"
     if not quick:
         formats = ("savedmodel", "onnx") if savedmodel_format else ("onnx",)
-        content = export_model(model, out, data=lambda: data, formats=formats, verify_export=False, int8=int8,
-                               log=lambda line: None)
+        content = export_model(
+            model, out, data=lambda: data, formats=formats, verify_export=False, int8=int8, log=lambda line: None
+        )
     else:
         function = model_functions(model)["manipulate"]
         description = metadata.model_description(model)
         onnx_path = out / "onnx" / "manipulate.onnx"
         onnx_path.parent.mkdir(parents=True)
         onnx_export.convert(function, onnx_path, metadata.onnx_metadata_props(description, None))
-        content = {"model": description, "onnx": {"manipulate": {"file": "onnx/manipulate.onnx", **function.describe()}}}
+        content = {
+            "model": description,
+            "onnx": {"manipulate": {"file": "onnx/manipulate.onnx", **function.describe()}},
+        }
         if int8:
-            content["int8"] = quantize.quantize_manipulate(model, function, onnx_path, onnx_path.parent / quantize.INT8_FILE,
-                                                           *data, log=lambda line: None)
+            content["int8"] = quantize.quantize_manipulate(
+                model, function, onnx_path, onnx_path.parent / quantize.INT8_FILE, *data, log=lambda line: None
+            )
         write_json(out / "metadata.json", content)
         if savedmodel_format:
             savedmodel.write_savedmodel(model, {"manipulate": function}, saved_model_path)
@@ -103,7 +115,7 @@ def manipulate_flops(model) -> float:
     """Forward FLOPs per example of ``manipulate``: ``z_encoder`` + decoder."""
     import bench_train
 
-    return sum(bench_train.layer_flops(l) for sub in (model.z_encoder, model.decoder) for l in sub.layers)
+    return sum(bench_train.layer_flops(layer) for sub in (model.z_encoder, model.decoder) for layer in sub.layers)
 
 
 # -- the numpy API before the change ------------------------------------------------------------
@@ -137,15 +149,18 @@ def variants(model, content, export_dir: Path, saved_model_path: Path, x, y):
     signature = loaded.signatures["manipulate"]
     onnx_dir = export_dir / "onnx"
     sessions = {
-        "onnxruntime, default session options": ort.InferenceSession(str(onnx_dir / "manipulate.onnx"),
-                                                                     providers=["CPUExecutionProvider"]),
+        "onnxruntime, default session options": ort.InferenceSession(
+            str(onnx_dir / "manipulate.onnx"), providers=["CPUExecutionProvider"]
+        ),
         "onnxruntime, 1 thread, no spinning": onnx_session(onnx_dir / "manipulate.onnx", threads=1),
         "onnxruntime, 2 threads, no spinning": onnx_session(onnx_dir / "manipulate.onnx", threads=2),
     }
     sessions["previous export (ConvTranspose): onnxruntime, default session options"] = ort.InferenceSession(
-        str(onnx_dir / PLAIN_ONNX), providers=["CPUExecutionProvider"])
+        str(onnx_dir / PLAIN_ONNX), providers=["CPUExecutionProvider"]
+    )
     sessions["previous export (ConvTranspose): onnxruntime, 2 threads, no spinning"] = onnx_session(
-        onnx_dir / PLAIN_ONNX, threads=2)
+        onnx_dir / PLAIN_ONNX, threads=2
+    )
     int8 = onnx_dir / "manipulate.int8.onnx"
     if int8.is_file():
         sessions["onnxruntime int8, 1 thread, no spinning"] = onnx_session(int8, threads=1)
@@ -158,16 +173,28 @@ def variants(model, content, export_dir: Path, saved_model_path: Path, x, y):
     def feeds(batch):
         return x[:batch], y[:batch], 1.0 - y[:batch]
 
+    def tensors(batch):
+        return [tf.constant(v) for v in feeds(batch)]
+
+    def call_with(fn, args):
+        return lambda: fn(*args)  # the inputs are made once, outside the timed calls
+
     out = {
-        "Keras `model.manipulate` (numpy API)": lambda b: (lambda a=feeds(b): model.manipulate(a[0], a[2], y=a[1])),
-        "before: Keras `model.manipulate` with eager layers": lambda b: (lambda a=feeds(b): eager_manipulate(*a)),
-        "Keras: raw `tf.function` of the exported `manipulate`": lambda b: (
-            lambda a=[tf.constant(v) for v in feeds(b)]: raw(*a)["x_edited"].numpy()),
-        "SavedModel (`tf.saved_model.load`, signature)": lambda b: (
-            lambda a=[tf.constant(v) for v in feeds(b)]: signature(x=a[0], y=a[1], y_target=a[2])["x_edited"].numpy()),
+        "Keras `model.manipulate` (numpy API)": lambda b: call_with(
+            lambda x_, y_, t: model.manipulate(x_, t, y=y_), feeds(b)
+        ),
+        "before: Keras `model.manipulate` with eager layers": lambda b: call_with(eager_manipulate, feeds(b)),
+        "Keras: raw `tf.function` of the exported `manipulate`": lambda b: call_with(
+            lambda *a: raw(*a)["x_edited"].numpy(), tensors(b)
+        ),
+        "SavedModel (`tf.saved_model.load`, signature)": lambda b: call_with(
+            lambda x_, y_, t: signature(x=x_, y=y_, y_target=t)["x_edited"].numpy(), tensors(b)
+        ),
     }
     for name, session in sessions.items():
-        out[name] = lambda b, s=session: (lambda a=feeds(b): s.run(None, {"x": a[0], "y": a[1], "y_target": a[2]})[0])
+        out[name] = lambda b, s=session: call_with(
+            lambda x_, y_, t: s.run(None, {"x": x_, "y": y_, "y_target": t})[0], feeds(b)
+        )
     return out, loaded
 
 
@@ -225,8 +252,9 @@ def temporary_directory():
 def main(argv=None):
     parser = common.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--batches", default="1,16,256", help="batch sizes (default 1,16,256)")
-    parser.add_argument("--budget", type=float, default=None,
-                        help="seconds of timing per batch size (default 12 (×4 for 256); quick 1)")
+    parser.add_argument(
+        "--budget", type=float, default=None, help="seconds of timing per batch size (default 12 (×4 for 256); quick 1)"
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     batches = [int(b) for b in args.batches.split(",")]
@@ -260,32 +288,56 @@ def main(argv=None):
                 rows[(batch, name)] = t
             best = min(timings.items(), key=lambda kv: kv[1].wall)
             log(f"batch {batch}: fastest {best[0]} {best[1].wall * 1e3:.2f} ms (load {common.load_average()})")
-        edge_timings, png_bytes = edge_parts(tmp / "export", x, threads=1, rounds=3 if quick else 12, block=20,
-                                             budget=budget)
+        edge_timings, png_bytes = edge_parts(
+            tmp / "export", x, threads=1, rounds=3 if quick else 12, block=20, budget=budget
+        )
         int8_report = content.get("int8") or {}
         del loaded
 
-    widths = (f"conv {'/'.join(map(str, model.conv_filters))}, dense {model.dense_units}, "
-              f"decoder {'/'.join(map(str, model.decoder_filters))}")
-    report.heading(f"`manipulate`, synthetic_faces {size}×{size} model "
-                   f"({'tiny' if quick else 'the `synthetic_faces` preset'} widths: {widths}; "
-                   f"{manipulate_flops(model) / 1e6:.0f} MFLOP per edit)")
+    widths = (
+        f"conv {'/'.join(map(str, model.conv_filters))}, dense {model.dense_units}, "
+        f"decoder {'/'.join(map(str, model.decoder_filters))}"
+    )
+    report.heading(
+        f"`manipulate`, synthetic_faces {size}×{size} model "
+        f"({'tiny' if quick else 'the `synthetic_faces` preset'} widths: {widths}; "
+        f"{manipulate_flops(model) / 1e6:.0f} MFLOP per edit)"
+    )
     table = []
     for (batch, name), t in rows.items():
-        table.append((name, batch, batch / t.wall, t.wall_percentile(50) * 1e3,
-                      t.wall_percentile(99) * 1e3, t.cpu * 1e3, len(t), f"{agreement.get(name, float('nan')):.1e}"))
-    report.table(["path", "batch", "edits/s", "p50 ms", "p99 ms", "CPU-ms (median)", "calls", "max |Δ| vs tf"],
-                 table, note="Wall-clock latency of one call (numpy in, numpy out); edits/s = batch ÷ p50. "
-                             "p99 of few calls is close to their maximum. 'max |Δ| vs tf': output difference from "
-                             "the raw tf.function on the same inputs (int8: quantisation error).")
+        table.append(
+            (
+                name,
+                batch,
+                batch / t.wall,
+                t.wall_percentile(50) * 1e3,
+                t.wall_percentile(99) * 1e3,
+                t.cpu * 1e3,
+                len(t),
+                f"{agreement.get(name, float('nan')):.1e}",
+            )
+        )
+    report.table(
+        ["path", "batch", "edits/s", "p50 ms", "p99 ms", "CPU-ms (median)", "calls", "max |Δ| vs tf"],
+        table,
+        note="Wall-clock latency of one call (numpy in, numpy out); edits/s = batch ÷ p50. "
+        "p99 of few calls is close to their maximum. 'max |Δ| vs tf': output difference from "
+        "the raw tf.function on the same inputs (int8: quantisation error).",
+    )
     if int8_report:
-        report.text(f"int8 model: {'written' if int8_report.get('written') else 'not written'} by the export "
-                    f"(scaled mean abs error {int8_report.get('scaled_mean_abs_error', float('nan')):.4f}, "
-                    f"threshold {int8_report.get('threshold', {}).get('scaled_mean_abs_error')}).")
+        report.text(
+            f"int8 model: {'written' if int8_report.get('written') else 'not written'} by the export "
+            f"(scaled mean abs error {int8_report.get('scaled_mean_abs_error', float('nan')):.4f}, "
+            f"threshold {int8_report.get('threshold', {}).get('scaled_mean_abs_error')})."
+        )
     report.heading(f"Edge path: PNG → PNG through onnxruntime ({png_bytes} byte {size}×{size} PNG, 1 thread)")
-    report.table(["step", "p50 ms", "p99 ms", "CPU-ms (median)", "calls"],
-                 [(name, t.wall_percentile(50) * 1e3, t.wall_percentile(99) * 1e3, t.cpu * 1e3, len(t))
-                  for name, t in edge_timings.items()])
+    report.table(
+        ["step", "p50 ms", "p99 ms", "CPU-ms (median)", "calls"],
+        [
+            (name, t.wall_percentile(50) * 1e3, t.wall_percentile(99) * 1e3, t.cpu * 1e3, len(t))
+            for name, t in edge_timings.items()
+        ],
+    )
 
     # Targets.
     sm = rows.get((1, "SavedModel (`tf.saved_model.load`, signature)"))
@@ -299,28 +351,42 @@ def main(argv=None):
         if previous:
             before = min(previous.values(), key=lambda t: t.wall)
             evidence += f"; previous export (ConvTranspose) {sm.wall / before.wall:.1f}× ({before.wall * 1e3:.2f} ms)"
-        report.target("onnxruntime `manipulate` batch 1 ≥ 3× faster than SavedModel (float32)",
-                      f"{sm.wall / best.wall:.1f}× ({best.wall * 1e3:.2f} vs {sm.wall * 1e3:.2f} ms p50; "
-                      f"default options {sm.wall / default.wall:.1f}×)", "≥ 3×", sm.wall / best.wall >= 3, evidence)
+        report.target(
+            "onnxruntime `manipulate` batch 1 ≥ 3× faster than SavedModel (float32)",
+            f"{sm.wall / best.wall:.1f}× ({best.wall * 1e3:.2f} vs {sm.wall * 1e3:.2f} ms p50; "
+            f"default options {sm.wall / default.wall:.1f}×)",
+            "≥ 3×",
+            sm.wall / best.wall >= 3,
+            evidence,
+        )
     if sm and int8_rows:
         name, best = min(int8_rows.items(), key=lambda kv: kv[1].wall)
-        report.target("the same with the export's int8 model (quality-gated)",
-                      f"{sm.wall / best.wall:.1f}× ({best.wall * 1e3:.2f} vs {sm.wall * 1e3:.2f} ms p50)", "≥ 3×",
-                      sm.wall / best.wall >= 3, f"{name}; max |Δ| vs float32 "
-                      f"{agreement.get(name, float('nan')):.1e}")
+        report.target(
+            "the same with the export's int8 model (quality-gated)",
+            f"{sm.wall / best.wall:.1f}× ({best.wall * 1e3:.2f} vs {sm.wall * 1e3:.2f} ms p50)",
+            "≥ 3×",
+            sm.wall / best.wall >= 3,
+            f"{name}; max |Δ| vs float32 {agreement.get(name, float('nan')):.1e}",
+        )
     edit = edge_timings.get("edge `Editor.edit`: PNG in → PNG out")
     if edit:
-        report.target(f"edge editor {size}×{size} PNG → PNG < 10 ms", f"{edit.wall * 1e3:.2f} ms p50, "
-                      f"{edit.wall_percentile(99) * 1e3:.2f} ms p99", "< 10 ms (p50)", edit.wall < 0.010,
-                      "`serving.edge.Editor(threads=1).edit(png_bytes, {'glasses': 1})`"
-                      + (" (quick: tiny 32 px model)" if quick else ""))
+        report.target(
+            f"edge editor {size}×{size} PNG → PNG < 10 ms",
+            f"{edit.wall * 1e3:.2f} ms p50, {edit.wall_percentile(99) * 1e3:.2f} ms p99",
+            "< 10 ms (p50)",
+            edit.wall < 0.010,
+            "`serving.edge.Editor(threads=1).edit(png_bytes, {'glasses': 1})`"
+            + (" (quick: tiny 32 px model)" if quick else ""),
+        )
     eager = rows.get((1, "before: Keras `model.manipulate` with eager layers"))
     compiled = rows.get((1, "Keras `model.manipulate` (numpy API)"))
     if eager and compiled:
-        report.text(f"Change (`LatentModel.graph_function`, used by `run_batched`): `model.manipulate` at batch 1 "
-                    f"{eager.wall * 1e3:.1f} → {compiled.wall * 1e3:.1f} ms "
-                    f"({eager.wall / compiled.wall:.1f}×); outputs differ by ≤ "
-                    f"{agreement.get('Keras `model.manipulate` (numpy API)', float('nan')):.1e}.")
+        report.text(
+            f"Change (`LatentModel.graph_function`, used by `run_batched`): `model.manipulate` at batch 1 "
+            f"{eager.wall * 1e3:.1f} → {compiled.wall * 1e3:.1f} ms "
+            f"({eager.wall / compiled.wall:.1f}×); outputs differ by ≤ "
+            f"{agreement.get('Keras `model.manipulate` (numpy API)', float('nan')):.1e}."
+        )
     report.finish(args.output)
 
 

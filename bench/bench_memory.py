@@ -24,13 +24,13 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-
 import json  # noqa: E402
 import os  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+
+import common  # noqa: E402
 
 RESULT_PREFIX = "BENCH_MEMORY_RESULT "
 
@@ -47,10 +47,10 @@ def child_train(spec: dict) -> dict:
     common.quiet_tensorflow()
     phases = {}
     start = time.perf_counter()
+    import bench_train
     import numpy as np
     import tensorflow as tf
 
-    import bench_train
     import keras_csvae.models  # noqa: F401  (TensorFlow Probability and Keras come with it)
 
     phases["import TensorFlow + keras_csvae"] = common.peak_rss_mb()
@@ -76,8 +76,12 @@ def child_train(spec: dict) -> dict:
 def _faces_config(size, n, batch):
     from keras_csvae.training import TrainConfig
 
-    return TrainConfig(dataset="synthetic_faces", dataset_options={"image_size": size, "num_examples": n},
-                       batch_size=batch, precision="float32").resolved()
+    return TrainConfig(
+        dataset="synthetic_faces",
+        dataset_options={"image_size": size, "num_examples": n},
+        batch_size=batch,
+        precision="float32",
+    ).resolved()
 
 
 def child_pipeline(spec: dict) -> dict:
@@ -95,7 +99,9 @@ def child_pipeline(spec: dict) -> dict:
     else:
         import bench_pipeline
 
-        dataset = bench_pipeline.faces_variants(size, n, batch)["before: float32 per image, shuffled and batched as float32"]()
+        dataset = bench_pipeline.faces_variants(size, n, batch)[
+            "before: float32 per image, shuffled and batched as float32"
+        ]()
     iterator = iter(dataset)
     next(iterator)
     phases["first batch (shuffle buffer full)"] = common.peak_rss_mb()
@@ -122,8 +128,14 @@ def child_edge(spec: dict) -> dict:
         out = editor.edit(png, {"glasses": 1})
     phases[f"after {spec['edits']} more edits"] = common.peak_rss_mb()
     heavy = sorted(m for m in ("tensorflow", "keras", "tensorflow_probability", "tf2onnx") if m in sys.modules)
-    return {"phases": phases, "rss_end": _rss_mb(), "cold_start_s": time.perf_counter() - start,
-            "first_edit_s": first, "png_out_bytes": len(out), "heavy_modules": heavy}
+    return {
+        "phases": phases,
+        "rss_end": _rss_mb(),
+        "cold_start_s": time.perf_counter() - start,
+        "first_edit_s": first,
+        "png_out_bytes": len(out),
+        "heavy_modules": heavy,
+    }
 
 
 CHILDREN = {"train": child_train, "pipeline": child_pipeline, "edge": child_edge}
@@ -152,8 +164,8 @@ def run_child(kind: str, spec: dict, timeout: float = 900) -> dict:
     stdout, stderr = process.communicate()
     if process.returncode != 0:
         raise RuntimeError(f"{kind} child failed ({process.returncode}):\n{stderr[-3000:]}")
-    line = next(l for l in stdout.splitlines() if l.startswith(RESULT_PREFIX))
-    result = json.loads(line[len(RESULT_PREFIX):])
+    line = next(text for text in stdout.splitlines() if text.startswith(RESULT_PREFIX))
+    result = json.loads(line[len(RESULT_PREFIX) :])
     result["sampled_peak"] = sampled
     result["wall_s"] = time.perf_counter() - start
     return result
@@ -163,6 +175,7 @@ def make_export(out: Path, quick: bool) -> tuple[Path, Path, str]:
     """Exports the synthetic_faces model (ONNX only, as ``bench_inference``) and writes one face as PNG."""
     common.quiet_tensorflow()
     import bench_inference
+
     from serving.runtime.images import encode_png
 
     model, size = bench_inference.build_model(quick)
@@ -177,8 +190,12 @@ def main(argv=None):
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse_hidden())
     parser.add_argument("--spec", help=argparse_hidden())
     parser.add_argument("--steps", type=int, default=None, help="training steps after the first (default 5; quick 2)")
-    parser.add_argument("--faces", type=int, default=10_000,
-                        help="faces in the pipeline runs (default 10000: dataset_for's full shuffle buffer)")
+    parser.add_argument(
+        "--faces",
+        type=int,
+        default=10_000,
+        help="faces in the pipeline runs (default 10000: dataset_for's full shuffle buffer)",
+    )
     args = parser.parse_args(argv)
     if args.child:
         result = CHILDREN[args.child](json.loads(args.spec))
@@ -203,7 +220,9 @@ def main(argv=None):
             dict(arch="default", size=64, batch=64, mode="float32", steps=steps),
             dict(arch="default", size=64, batch=64, mode="float32", steps=steps, pipeline=args.faces),
         ]
-        pipeline_specs = [dict(variant=v, size=64, n=args.faces, batch=64) for v in ("dataset_for", "before (float32 buffer)")]
+        pipeline_specs = [
+            dict(variant=v, size=64, n=args.faces, batch=64) for v in ("dataset_for", "before (float32 buffer)")
+        ]
 
     train_rows = []
     for spec in train_specs:
@@ -222,35 +241,50 @@ def main(argv=None):
 
     report.heading("Training processes: peak RSS (MB) after each phase")
     for spec, result in train_rows:
-        name = (f"{spec['arch']} widths {spec['size']}×{spec['size']}, batch {spec['batch']}, {spec['mode']}"
-                + (f", `dataset_for` pipeline ({spec['pipeline']} faces)" if spec.get("pipeline") else ", in-memory batch"))
+        name = f"{spec['arch']} widths {spec['size']}×{spec['size']}, batch {spec['batch']}, {spec['mode']}" + (
+            f", `dataset_for` pipeline ({spec['pipeline']} faces)" if spec.get("pipeline") else ", in-memory batch"
+        )
         params = result["params"]
-        report.text(f"**{name}**: {params / 1e6:.1f} M weights (float32 weights + 2 Adam slots = "
-                    f"{params * 12 / 1024**2:.0f} MB); psutil-sampled peak {result['sampled_peak']:.0f} MB; "
-                    f"{result['wall_s']:.0f} s.")
+        report.text(
+            f"**{name}**: {params / 1e6:.1f} M weights (float32 weights + 2 Adam slots = "
+            f"{params * 12 / 1024**2:.0f} MB); psutil-sampled peak {result['sampled_peak']:.0f} MB; "
+            f"{result['wall_s']:.0f} s."
+        )
         report.table(["phase", "peak RSS MB"], list(result["phases"].items()))
     report.heading("The `dataset_for` pipeline alone (synthetic_faces): peak RSS (MB)")
     names = list(pipeline_rows[0][1]["phases"])
-    report.table(["variant", *names, "psutil peak"],
-                 [(f"{s['variant']} ({s['n']} faces, {s['size']} px, batch {s['batch']})",
-                   *[r["phases"][k] for k in names], r["sampled_peak"]) for s, r in pipeline_rows],
-                 note="`dataset_for` shuffles the uint8 images (64×64×3 B = 12 KB each) and converts a batch at "
-                      "a time; before, it shuffled float32 images (48 KB each: a 10 000-element buffer is 470 MB).")
+    report.table(
+        ["variant", *names, "psutil peak"],
+        [
+            (
+                f"{s['variant']} ({s['n']} faces, {s['size']} px, batch {s['batch']})",
+                *[r["phases"][k] for k in names],
+                r["sampled_peak"],
+            )
+            for s, r in pipeline_rows
+        ],
+        note="`dataset_for` shuffles the uint8 images (64×64×3 B = 12 KB each) and converts a batch at "
+        "a time; before, it shuffled float32 images (48 KB each: a 10 000-element buffer is 470 MB).",
+    )
     report.heading(f"Edge process (onnxruntime only): {label}")
-    report.table(["phase", "peak RSS MB"], list(edge_result["phases"].items()),
-                 note=f"psutil-sampled peak {edge_result['sampled_peak']:.0f} MB; process start to last edit "
-                      f"{edge_result['cold_start_s']:.2f} s (first edit {edge_result['first_edit_s'] * 1e3:.0f} ms, "
-                      f"session creation included); heavy modules imported: "
-                      f"{', '.join(edge_result['heavy_modules']) or 'none (no TensorFlow/Keras)'}.")
+    report.table(
+        ["phase", "peak RSS MB"],
+        list(edge_result["phases"].items()),
+        note=f"psutil-sampled peak {edge_result['sampled_peak']:.0f} MB; process start to last edit "
+        f"{edge_result['cold_start_s']:.2f} s (first edit {edge_result['first_edit_s'] * 1e3:.0f} ms, "
+        f"session creation included); heavy modules imported: "
+        f"{', '.join(edge_result['heavy_modules']) or 'none (no TensorFlow/Keras)'}.",
+    )
     report.finish(args.output)
 
 
 def _export_in_child(tmp: Path, quick: bool):
     """The export runs in its own process, so this parent never imports TensorFlow."""
+    here, out = str(Path(__file__).resolve().parent), str(tmp / "export")
     code = (
-        "import sys, json; from pathlib import Path; sys.path.insert(0, %r); import bench_memory; "
-        "d, p, l = bench_memory.make_export(Path(%r), %r); print(json.dumps([str(d), str(p), l]))"
-    ) % (str(Path(__file__).resolve().parent), str(tmp / "export"), quick)
+        f"import sys, json; from pathlib import Path; sys.path.insert(0, {here!r}); import bench_memory; "
+        f"d, p, l = bench_memory.make_export(Path({out!r}), {quick!r}); print(json.dumps([str(d), str(p), l]))"
+    )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=900)
     if done.returncode != 0:

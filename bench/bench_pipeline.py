@@ -43,8 +43,12 @@ TARGET_RATIO = 5.0
 def faces_config(size, n, batch):
     from keras_csvae.training import TrainConfig
 
-    return TrainConfig(dataset="synthetic_faces", dataset_options={"image_size": size, "num_examples": n},
-                       batch_size=batch, precision="float32").resolved()
+    return TrainConfig(
+        dataset="synthetic_faces",
+        dataset_options={"image_size": size, "num_examples": n},
+        batch_size=batch,
+        precision="float32",
+    ).resolved()
 
 
 def stub_model(shape, labels):
@@ -69,8 +73,13 @@ def passes(makers: dict, rounds: int) -> dict:
 
     first = {name: common.time_call(lambda name=name: one_pass(name)) for name in datasets}
     later = common.interleaved({name: (lambda name=name: one_pass(name)) for name in datasets}, rounds, warmup=0)
-    return {name: ((counts[name] / first[name].wall, counts[name] / first[name].cpu),
-                   (counts[name] / later[name].wall, counts[name] / later[name].cpu)) for name in datasets}
+    return {
+        name: (
+            (counts[name] / first[name].wall, counts[name] / first[name].cpu),
+            (counts[name] / later[name].wall, counts[name] / later[name].cpu),
+        )
+        for name in datasets
+    }
 
 
 # -- synthetic faces -------------------------------------------------------------------------------
@@ -86,14 +95,22 @@ def faces_variants(size, n, batch):
 
     def before():
         # The pipeline before the uint8 change: float32 per image, shuffled and batched as float32.
-        return (data.load("synthetic_faces", "train", image_size=size, num_examples=n)
-                .shuffle(min(n, 10_000), seed=0, reshuffle_each_iteration=True).batch(batch).prefetch(tf.data.AUTOTUNE))
+        return (
+            data.load("synthetic_faces", "train", image_size=size, num_examples=n)
+            .shuffle(min(n, 10_000), seed=0, reshuffle_each_iteration=True)
+            .batch(batch)
+            .prefetch(tf.data.AUTOTUNE)
+        )
 
     return {
-        "`dataset_for` (as `csvae train`: shuffle 10k + batch + prefetch)": lambda: dataset_for(config, model, "train",
-                                                                                                shuffle=True),
-        "`load(...)` + batch + prefetch (no shuffle)": lambda: data.load(
-            "synthetic_faces", split="train", image_size=size, num_examples=n).batch(batch).prefetch(tf.data.AUTOTUNE),
+        "`dataset_for` (as `csvae train`: shuffle 10k + batch + prefetch)": lambda: dataset_for(
+            config, model, "train", shuffle=True
+        ),
+        "`load(...)` + batch + prefetch (no shuffle)": lambda: (
+            data.load("synthetic_faces", split="train", image_size=size, num_examples=n)
+            .batch(batch)
+            .prefetch(tf.data.AUTOTUNE)
+        ),
         "before: float32 per image, shuffled and batched as float32": before,
     }
 
@@ -167,8 +184,13 @@ def before_crop_and_resize(image, image_size: int):
     from keras_csvae.data._images import resize
 
     shape = tf.shape(image)
-    image = tf.image.crop_to_bounding_box(image, (shape[0] - celeba.CROP_SIZE) // 2, (shape[1] - celeba.CROP_SIZE) // 2,
-                                          celeba.CROP_SIZE, celeba.CROP_SIZE)
+    image = tf.image.crop_to_bounding_box(
+        image,
+        (shape[0] - celeba.CROP_SIZE) // 2,
+        (shape[1] - celeba.CROP_SIZE) // 2,
+        celeba.CROP_SIZE,
+        celeba.CROP_SIZE,
+    )
     return resize(tf.cast(image, tf.float32) / 255.0, image_size)
 
 
@@ -178,14 +200,19 @@ def celeba_variants(size, batch, jpegs, attributes, repeat):
     from keras_csvae.training import TrainConfig
     from keras_csvae.training.train import dataset_for
 
-    config = TrainConfig(dataset="celeba_glasses_facial_hair", dataset_options={"image_size": size},
-                         batch_size=batch, precision="float32").resolved()
+    config = TrainConfig(
+        dataset="celeba_glasses_facial_hair",
+        dataset_options={"image_size": size},
+        batch_size=batch,
+        precision="float32",
+    ).resolved()
     model = stub_model((size, size, 3), 2)
 
     def with_source(before):
         def make_dataset():
             with celeba_source(jpegs, attributes, repeat, before):
                 return dataset_for(config, model, "train", shuffle=True)
+
         return make_dataset
 
     def source_only():
@@ -209,8 +236,13 @@ def pixel_gap(size, jpegs):
 
     from keras_csvae.data import celeba
 
-    gaps = [np.abs(before_crop_and_resize(tf.io.decode_jpeg(jpeg, channels=3), size).numpy()
-                   - celeba._crop_and_resize(jpeg, size).numpy() / 255.0) for jpeg in jpegs]
+    gaps = [
+        np.abs(
+            before_crop_and_resize(tf.io.decode_jpeg(jpeg, channels=3), size).numpy()
+            - celeba._crop_and_resize(jpeg, size).numpy() / 255.0
+        )
+        for jpeg in jpegs
+    ]
     return float(max(np.max(g) for g in gaps)), float(np.mean([np.mean(g) for g in gaps]))
 
 
@@ -240,16 +272,18 @@ def fit_comparison(size, n, batch, steps, log):
     in-memory batch: blocks of ``steps`` calls of Keras's train function (what
     ``fit`` runs per step), interleaved. One iterator each, created (and its
     shuffle buffer filled) before timing, as within an epoch of ``fit``."""
+    import bench_train
     import tensorflow as tf
 
-    import bench_train
     from keras_csvae.training.train import dataset_for
 
     model = bench_train.build("default", size, "float32")
     x, y = bench_train.random_batch("default", size, batch)
     iterators = {
         "in-memory batch": iter(tf.data.Dataset.from_tensors((x, y)).repeat()),
-        "`dataset_for` pipeline": iter(dataset_for(faces_config(size, n, batch), model, "train", shuffle=True).repeat()),
+        "`dataset_for` pipeline": iter(
+            dataset_for(faces_config(size, n, batch), model, "train", shuffle=True).repeat()
+        ),
     }
     model.make_train_function()
 
@@ -259,11 +293,12 @@ def fit_comparison(size, n, batch, steps, log):
 
     for iterator in iterators.values():
         block(iterator)  # trace; the pipeline renders and fills its shuffle buffer
-    timings = common.interleaved({name: (lambda it=it: block(it)) for name, it in iterators.items()},
-                                 rounds=3, warmup=0)
+    timings = common.interleaved(
+        {name: (lambda it=it: block(it)) for name, it in iterators.items()}, rounds=3, warmup=0
+    )
     for name, t in timings.items():
         log(f"  train step on {name}: {t.wall / steps * 1e3:.0f} ms/step")
-    del model, iterators
+    del iterators
     gc.collect()
     return timings
 
@@ -271,7 +306,9 @@ def fit_comparison(size, n, batch, steps, log):
 def main(argv=None):
     parser = common.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--faces", type=int, default=None, help="faces per pass (default 4096; quick 256)")
-    parser.add_argument("--celeba", type=int, default=None, help="CelebA-style images per pass (default 2048; quick 128)")
+    parser.add_argument(
+        "--celeba", type=int, default=None, help="CelebA-style images per pass (default 2048; quick 128)"
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args(argv)
     quick = args.quick
@@ -313,43 +350,77 @@ def main(argv=None):
     if quick:
         consumers = [("default", 32, ("float32",))]
     else:
-        consumers = [("default", 32, ("float32", "bf16")), ("default", 64, ("float32", "bf16")),
-                     ("celeba", 32, ("float32", "bf16")), ("celeba", 64, ("float32", "bf16"))]
+        consumers = [
+            ("default", 32, ("float32", "bf16")),
+            ("default", 64, ("float32", "bf16")),
+            ("celeba", 32, ("float32", "bf16")),
+            ("celeba", 64, ("float32", "bf16")),
+        ]
     train = consumption(consumers, batch, rounds=3 if quick else 6, budget=1.0 if quick else 10.0, log=log)
     fit = None if quick else fit_comparison(64, n_faces, batch, steps=8, log=log)
 
     report.heading(f"synthetic_faces through tf.data ({n_faces} faces per pass, batch {batch})")
-    report.table(["pipeline", "size", "first pass img/s (wall)", "first pass img per CPU-s",
-                  "later passes img/s (wall)", "later passes img per CPU-s"],
-                 [(name, f"{size} px", f[0], f[1], s[0], s[1]) for (size, name), (f, s) in faces_rows.items()],
-                 note=f"Later passes: median of {rounds} passes per pipeline, interleaved. "
-                      "First pass: renders every face (then kept as uint8 in memory). The shuffle buffer of "
-                      "`dataset_for` (10 000 elements, or the whole split when smaller) must fill before the first "
-                      "batch comes out.")
+    report.table(
+        [
+            "pipeline",
+            "size",
+            "first pass img/s (wall)",
+            "first pass img per CPU-s",
+            "later passes img/s (wall)",
+            "later passes img per CPU-s",
+        ],
+        [(name, f"{size} px", f[0], f[1], s[0], s[1]) for (size, name), (f, s) in faces_rows.items()],
+        note=f"Later passes: median of {rounds} passes per pipeline, interleaved. "
+        "First pass: renders every face (then kept as uint8 in memory). The shuffle buffer of "
+        "`dataset_for` (10 000 elements, or the whole split when smaller) must fill before the first "
+        "batch comes out.",
+    )
     report.heading(f"CelebA-style pipeline ({n_celeba} images of 218×178 per pass, {distinct} distinct JPEGs)")
-    report.table(["pipeline", "size", "first pass img/s (wall)", "first pass img per CPU-s",
-                  f"later passes img/s (wall)", "later passes img per CPU-s"],
-                 [(name, f"{size} px", f[0], f[1], s[0], s[1]) for (size, name), (f, s) in celeba_rows.items()],
-                 note="celeba.py's own `_tf_data` (crop 148×148, antialiased resize, labels), fed by an in-memory "
-                      "source of JPEG bytes (tfds's TFRecord reading is not included). First pass: decodes every "
-                      "image; later passes: from the in-memory cache where the split fits in 1 GB (CelebA's "
-                      "162 770 training images: 0.5 GB at 32 px, cached; 2 GB at 64 px, decoded every epoch; the bench "
-                      "scales the limit to its own image count so that it caches when CelebA would). "
-                      "The change keeps the pixels to half a grey level (uint8 rounding; max |Δ| "
-                      + ", ".join(f"{g[0]:.1e} at {size} px" for size, g in celeba_gap.items()) + ").")
+    report.table(
+        [
+            "pipeline",
+            "size",
+            "first pass img/s (wall)",
+            "first pass img per CPU-s",
+            "later passes img/s (wall)",
+            "later passes img per CPU-s",
+        ],
+        [(name, f"{size} px", f[0], f[1], s[0], s[1]) for (size, name), (f, s) in celeba_rows.items()],
+        note="celeba.py's own `_tf_data` (crop 148×148, antialiased resize, labels), fed by an in-memory "
+        "source of JPEG bytes (tfds's TFRecord reading is not included). First pass: decodes every "
+        "image; later passes: from the in-memory cache where the split fits in 1 GB (CelebA's "
+        "162 770 training images: 0.5 GB at 32 px, cached; 2 GB at 64 px, decoded every epoch; the bench "
+        "scales the limit to its own image count so that it caches when CelebA would). "
+        "The change keeps the pixels to half a grey level (uint8 rounding; max |Δ| "
+        + ", ".join(f"{g[0]:.1e} at {size} px" for size, g in celeba_gap.items())
+        + ").",
+    )
     report.heading(f"What the train step consumes (batch {batch}, both optimisers)")
-    report.table(["model", "mode", "samples/s (wall)", "samples per CPU-s"],
-                 [(f"{'synthetic_faces' if arch == 'default' else 'CelebA'} default widths {size}×{size}",
-                   mode, batch / t.wall, batch / t.cpu) for (arch, size, mode), t in train.items()])
+    report.table(
+        ["model", "mode", "samples/s (wall)", "samples per CPU-s"],
+        [
+            (
+                f"{'synthetic_faces' if arch == 'default' else 'CelebA'} default widths {size}×{size}",
+                mode,
+                batch / t.wall,
+                batch / t.cpu,
+            )
+            for (arch, size, mode), t in train.items()
+        ],
+    )
     if fit:
         mem, real = fit["in-memory batch"], fit["`dataset_for` pipeline"]
-        report.heading("The train step fed by the pipeline vs by an in-memory batch "
-                       "(synthetic_faces 64 px, default widths, float32, batch 64)")
-        report.table(["input", "ms/step (wall)", "CPU-ms/step"],
-                     [(name, t.wall / 8 * 1e3, t.cpu / 8 * 1e3) for name, t in fit.items()],
-                     note=f"Blocks of 8 steps, 3 rounds, interleaved. Pipeline overhead: "
-                          f"{100 * (real.wall / mem.wall - 1):+.0f} % wall, "
-                          f"{100 * (real.cpu / mem.cpu - 1):+.0f} % CPU (the pipeline shares the two cores with the step).")
+        report.heading(
+            "The train step fed by the pipeline vs by an in-memory batch "
+            "(synthetic_faces 64 px, default widths, float32, batch 64)"
+        )
+        report.table(
+            ["input", "ms/step (wall)", "CPU-ms/step"],
+            [(name, t.wall / 8 * 1e3, t.cpu / 8 * 1e3) for name, t in fit.items()],
+            note=f"Blocks of 8 steps, 3 rounds, interleaved. Pipeline overhead: "
+            f"{100 * (real.wall / mem.wall - 1):+.0f} % wall, "
+            f"{100 * (real.cpu / mem.cpu - 1):+.0f} % CPU (the pipeline shares the two cores with the step).",
+        )
 
     # Ratios: each pipeline at a size vs the fastest consumer at that size.
     report.heading("Pipeline ÷ train consumption")
@@ -366,14 +437,20 @@ def main(argv=None):
         ratio_rows.append((name, f"{size} px", f"{arch} {mode}", r_wall, r_cpu))
         if name.startswith("`dataset_for`") and (worst is None or r_cpu < worst[1]):
             worst = (f"{name.split(' (')[0]} {size} px vs {arch} {mode}", r_cpu, r_wall)
-    report.table(["pipeline (steady state)", "size", "fastest consumer (its own model)", "ratio (wall)", "ratio (CPU)"],
-                 ratio_rows,
-                 note="Ratio (CPU): images the pipeline makes per CPU-second ÷ samples the step trains per CPU-second; "
-                      "its inverse is the share of the cores the pipeline takes from training.")
+    report.table(
+        ["pipeline (steady state)", "size", "fastest consumer (its own model)", "ratio (wall)", "ratio (CPU)"],
+        ratio_rows,
+        note="Ratio (CPU): images the pipeline makes per CPU-second ÷ samples the step trains per CPU-second; "
+        "its inverse is the share of the cores the pipeline takes from training.",
+    )
     if worst:
-        report.target("input pipeline ≥ 5× train consumption (worst `dataset_for` case)",
-                      f"{worst[1]:.1f}× (CPU), {worst[2]:.1f}× (wall)", f"≥ {TARGET_RATIO:.0f}×",
-                      worst[1] >= TARGET_RATIO, worst[0])
+        report.target(
+            "input pipeline ≥ 5× train consumption (worst `dataset_for` case)",
+            f"{worst[1]:.1f}× (CPU), {worst[2]:.1f}× (wall)",
+            f"≥ {TARGET_RATIO:.0f}×",
+            worst[1] >= TARGET_RATIO,
+            worst[0],
+        )
     report.finish(args.output)
 
 

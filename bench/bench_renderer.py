@@ -58,8 +58,7 @@ def bench_renderer(size: int, n: int, repeats: int) -> dict[str, float]:
     return {
         "render": median_rate(lambda: renderer.render(factors), n, repeats),
         "sample": median_rate(lambda: renderer.sample(n, seed=2), n, repeats),
-        "masks": median_rate(lambda: renderer.render(factors, return_masks=True),
-                             n, repeats),
+        "masks": median_rate(lambda: renderer.render(factors, return_masks=True), n, repeats),
     }
 
 
@@ -70,8 +69,7 @@ def bench_tf_data(size: int, n: int, batch_size: int) -> dict[str, float]:
 
     from keras_csvae import data
 
-    dataset = data.load("synthetic_faces", split="train", image_size=size,
-                        num_examples=n).batch(batch_size).prefetch(2)
+    dataset = data.load("synthetic_faces", split="train", image_size=size, num_examples=n).batch(batch_size).prefetch(2)
     rates = {}
     for name in ("tf.data first pass", "tf.data second pass"):
         start = time.process_time()  # all threads, all on the one core
@@ -85,14 +83,12 @@ def bench_tf_data(size: int, n: int, batch_size: int) -> dict[str, float]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="a few-second smoke run (small n, 3 repeats)")
-    parser.add_argument("--n", type=int, default=None,
-                        help="faces per timed renderer call (default 2048; quick 128)")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="timed calls per measurement (default 7; quick 3)")
-    parser.add_argument("--tf-examples", type=int, default=None,
-                        help="examples through tf.data (default 8192; quick 256)")
+    parser.add_argument("--quick", action="store_true", help="a few-second smoke run (small n, 3 repeats)")
+    parser.add_argument("--n", type=int, default=None, help="faces per timed renderer call (default 2048; quick 128)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed calls per measurement (default 7; quick 3)")
+    parser.add_argument(
+        "--tf-examples", type=int, default=None, help="examples through tf.data (default 8192; quick 256)"
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args(argv)
     n = args.n or (128 if args.quick else 2048)
@@ -114,23 +110,22 @@ def main(argv=None) -> None:
         ("renderer: `render(factors)`", "render"),
         ("renderer: `sample(n, seed)` (factors + render)", "sample"),
         ("renderer: `render(..., return_masks=True)`", "masks"),
-        (f"tf.data `load(...).batch({args.batch_size})`, first pass (renders)",
-         "tf.data first pass"),
-        (f"tf.data `load(...).batch({args.batch_size})`, second pass (kept)",
-         "tf.data second pass"),
+        (f"tf.data `load(...).batch({args.batch_size})`, first pass (renders)", "tf.data first pass"),
+        (f"tf.data `load(...).batch({args.batch_size})`, second pass (kept)", "tf.data second pass"),
     ]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"\nsynthetic_faces throughput, images per CPU second, one core "
-          f"({pinning}; load average {load}); numpy {np.__version__}, tensorflow "
-          f"{tf.__version__}; renderer: median of {repeats} calls x {n} faces; "
-          f"tf.data: {tf_examples} examples\n")
+    print(
+        f"\nsynthetic_faces throughput, images per CPU second, one core "
+        f"({pinning}; load average {load}); numpy {np.__version__}, tensorflow "
+        f"{tf.__version__}; renderer: median of {repeats} calls x {n} faces; "
+        f"tf.data: {tf_examples} examples\n"
+    )
     print("| measurement | 32 px | 64 px |")
     print("|---|---:|---:|")
     for label, key in rows:
         print(f"| {label} | {results[32][key]:,.0f} | {results[64][key]:,.0f} |")
     verdict = "meets" if results[64]["render"] >= TARGET_64PX else "MISSES"
-    print(f"\n64 px renderer {verdict} the target of {TARGET_64PX:,} images/s "
-          "on one core.")
+    print(f"\n64 px renderer {verdict} the target of {TARGET_64PX:,} images/s on one core.")
 
 
 if __name__ == "__main__":

@@ -55,7 +55,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ARCHITECTURE = dict(architecture="conv", z_dim=16, w_dim=2, conv_filters=[32, 64, 128], dense_units=256, decoder_filters=[128, 64, 32])
+ARCHITECTURE = dict(
+    architecture="conv", z_dim=16, w_dim=2, conv_filters=[32, 64, 128], dense_units=256, decoder_filters=[128, 64, 32]
+)
 LABELS = ("glasses", "smile", "facial_hair")
 CONCURRENCY = (1, 8, 32)
 PICTURES = 16
@@ -123,7 +125,9 @@ class Server:
 
     def __init__(self, export: Path, *flags: str):
         self.command = [sys.executable, "-m", "serving.command", "--export", str(export), "--port", "0", *flags]
-        self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+        self.process = subprocess.Popen(
+            self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             line = self.process.stdout.readline()
@@ -152,7 +156,9 @@ async def batch_counters(session, url: str) -> tuple[int, int]:
 
 
 # -- load generator ----------------------------------------------------------------------------------
-async def closed_loop(url: str, bodies: list[bytes], concurrency: int, warmup: float, duration: float, v2: bool = False) -> dict:
+async def closed_loop(
+    url: str, bodies: list[bytes], concurrency: int, warmup: float, duration: float, v2: bool = False
+) -> dict:
     """``concurrency`` clients in a closed loop for ``warmup + duration`` s; stats of the measured part.
 
     ``v2``: ``bodies`` are OIP v2 binary requests (``(body, header length)``)."""
@@ -179,7 +185,10 @@ async def closed_loop(url: str, bodies: list[bytes], concurrency: int, warmup: f
                 began = time.perf_counter()
                 if v2:
                     body, length = rng.choice(bodies)
-                    headers = {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(length)}
+                    headers = {
+                        "Content-Type": "application/octet-stream",
+                        "Inference-Header-Content-Length": str(length),
+                    }
                 else:
                     body, headers = rng.choice(bodies), {"Content-Type": "application/json"}
                 async with session.post(predict, data=body, headers=headers) as response:
@@ -217,10 +226,12 @@ def request_bodies(pngs: list[bytes]) -> list[bytes]:
 
     rng = random.Random(0)
     return [
-        json.dumps({
-            "signature_name": "manipulate_image",
-            "instances": [{"image_bytes": {"b64": base64.b64encode(png).decode()}, **source_and_target(rng)}],
-        }).encode()
+        json.dumps(
+            {
+                "signature_name": "manipulate_image",
+                "instances": [{"image_bytes": {"b64": base64.b64encode(png).decode()}, **source_and_target(rng)}],
+            }
+        ).encode()
         for png in pngs
     ]
 
@@ -235,11 +246,28 @@ def v2_bodies(pngs: list[bytes]) -> list[tuple[bytes, int]]:
         labels = source_and_target(rng)
         tensors = {name: struct.pack(f"<{len(LABELS)}f", *values) for name, values in labels.items()}
         picture = len(png).to_bytes(4, "little") + png
-        header = json.dumps({"inputs": [
-            {"name": "image_bytes", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": len(picture)}},
-            *({"name": name, "shape": [1, len(LABELS)], "datatype": "FP32", "parameters": {"binary_data_size": len(data)}}
-              for name, data in tensors.items()),
-        ], "parameters": {"binary_data_output": True}}).encode()
+        header = json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "image_bytes",
+                        "shape": [1],
+                        "datatype": "BYTES",
+                        "parameters": {"binary_data_size": len(picture)},
+                    },
+                    *(
+                        {
+                            "name": name,
+                            "shape": [1, len(LABELS)],
+                            "datatype": "FP32",
+                            "parameters": {"binary_data_size": len(data)},
+                        }
+                        for name, data in tensors.items()
+                    ),
+                ],
+                "parameters": {"binary_data_output": True},
+            }
+        ).encode()
         bodies.append((header + picture + b"".join(tensors.values()), len(header)))
     return bodies
 
@@ -253,8 +281,14 @@ def int8_model(export: Path, directory: Path, pngs: list[bytes]) -> Path:
     from serving.runtime.images import decode_image
 
     pixels = np.stack([decode_image(p, (64, 64, 3)) for p in pngs])
-    feeds = [{"x": pixels[i : i + 1], "y": np.zeros((1, len(LABELS)), np.float32), "y_target": np.ones((1, len(LABELS)), np.float32)}
-             for i in range(len(pixels))]
+    feeds = [
+        {
+            "x": pixels[i : i + 1],
+            "y": np.zeros((1, len(LABELS)), np.float32),
+            "y_target": np.ones((1, len(LABELS)), np.float32),
+        }
+        for i in range(len(pixels))
+    ]
 
     class Reader(quantization.CalibrationDataReader):
         def __init__(self):
@@ -265,8 +299,15 @@ def int8_model(export: Path, directory: Path, pngs: list[bytes]) -> Path:
 
     prepared, out = directory / "prepared.onnx", directory / "manipulate.int8.onnx"
     quantization.quant_pre_process(str(export / "onnx" / "manipulate.onnx"), str(prepared), skip_symbolic_shape=True)
-    quantization.quantize_static(str(prepared), str(out), Reader(), quant_format=quantization.QuantFormat.QDQ,
-                                 activation_type=quantization.QuantType.QUInt8, weight_type=quantization.QuantType.QInt8, per_channel=True)
+    quantization.quantize_static(
+        str(prepared),
+        str(out),
+        Reader(),
+        quant_format=quantization.QuantFormat.QDQ,
+        activation_type=quantization.QuantType.QUInt8,
+        weight_type=quantization.QuantType.QInt8,
+        per_channel=True,
+    )
     return out
 
 
@@ -282,8 +323,11 @@ def model_compute(models: dict, quick: bool = False) -> dict:
         for threads in (1, 2):
             session = onnx_session(path, threads=threads)
             for batch in COMPUTE_BATCHES:
-                feeds = {"x": rng.random((batch, 64, 64, 3), dtype=np.float32), "y": np.zeros((batch, 3), np.float32),
-                         "y_target": np.ones((batch, 3), np.float32)}
+                feeds = {
+                    "x": rng.random((batch, 64, 64, 3), dtype=np.float32),
+                    "y": np.zeros((batch, 3), np.float32),
+                    "y_target": np.ones((batch, 3), np.float32),
+                }
                 session.run(None, feeds)
                 runs = max(2 if quick else 3, (32 if quick else 128) // batch)
                 began = time.perf_counter()
@@ -297,7 +341,9 @@ def model_compute(models: dict, quick: bool = False) -> dict:
 def compute_cap(compute: dict, cores: int) -> float:
     """Edits/s the float32 model alone can do on ``cores`` cores: one single-threaded
     call per core at its best batch size (what the server's default workers run)."""
-    return 1000.0 * cores / min(ms for (model, threads, _), ms in compute.items() if model == "float32" and threads == 1)
+    return (
+        1000.0 * cores / min(ms for (model, threads, _), ms in compute.items() if model == "float32" and threads == 1)
+    )
 
 
 def report(results: dict, compute: dict, info: dict, command: str, args) -> str:
@@ -306,8 +352,11 @@ def report(results: dict, compute: dict, info: dict, command: str, args) -> str:
     def row(mode, c):
         r = results[(mode, c)]
         low, high = r["rps_range"]
-        return (f"| {mode} | {c} | {r['rps']:.0f} ({low:.0f}–{high:.0f}) | {100 * r['rps'] / cap:.0f}% | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
-                f"| {r['mean_batch']:.1f} | {r['errors']:.0f} |")
+        return (
+            f"| {mode} | {c} | {r['rps']:.0f} ({low:.0f}–{high:.0f}) | {100 * r['rps'] / cap:.0f}% | "
+            f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
+            f"| {r['mean_batch']:.1f} | {r['errors']:.0f} |"
+        )
 
     def p99_goal(c):
         return GOAL_P99_FACTOR * c / cap * 1000
@@ -322,11 +371,16 @@ def report(results: dict, compute: dict, info: dict, command: str, args) -> str:
 
     largest = COMPUTE_BATCHES[-1]
     compute_rows = [
-        f"| {model} | {threads} | " + " | ".join(f"{ms(model, threads, b):.2f}" for b in COMPUTE_BATCHES)
-        + f" | {ms(model, threads, 1) / ms(model, threads, 32):.2f}x | {ms(model, threads, 1) / ms(model, threads, largest):.2f}x |"
-        for model in ("float32", "int8") for threads in (1, 2)
+        f"| {model} | {threads} | "
+        + " | ".join(f"{ms(model, threads, b):.2f}" for b in COMPUTE_BATCHES)
+        + f" | {ms(model, threads, 1) / ms(model, threads, 32):.2f}x"
+        + f" | {ms(model, threads, 1) / ms(model, threads, largest):.2f}x |"
+        for model in ("float32", "int8")
+        for threads in (1, 2)
     ]
-    gain = {(m, t): ms(m, t, 1) / min(ms(m, t, b) for b in COMPUTE_BATCHES) for m in ("float32", "int8") for t in (1, 2)}
+    gain = {
+        (m, t): ms(m, t, 1) / min(ms(m, t, b) for b in COMPUTE_BATCHES) for m in ("float32", "int8") for t in (1, 2)
+    }
     best_gain = max(gain, key=gain.get)
     shared = info["load"][0] > 0.5
     lines = [
@@ -338,12 +392,18 @@ def report(results: dict, compute: dict, info: dict, command: str, args) -> str:
         "",
         f"Command: `{command}`  ",
         f"Date: {datetime.datetime.now().isoformat(timespec='minutes')}  ",
-        f"Machine: {info['cpu']} (`lscpu`), {info['cores']} cores, {info['memory_gb']} GB RAM; Python {info['python']}, "
+        f"Machine: {info['cpu']} (`lscpu`), {info['cores']} cores, {info['memory_gb']} GB RAM; Python "
+        f"{info['python']}, "
         f"onnxruntime {info['onnxruntime']}, aiohttp {info['aiohttp']}.  ",
         f"Load average (1/5/15 min, `uptime`) before: {'/'.join(f'{v:.1f}' for v in info['load'])}, after: "
         f"{'/'.join(f'{v:.1f}' for v in info['load_after'])}"
-        + (": **the machine was shared with other jobs** (training runs), so absolute numbers are pessimistic and noisy;"
-           " the goals are relative to the compute cap measured in the same run." if shared else " (an idle machine)."),
+        + (
+            ": **the machine was shared with other jobs** (training runs), so absolute numbers are pessimistic and "
+            "noisy;"
+            " the goals are relative to the compute cap measured in the same run."
+            if shared
+            else " (an idle machine)."
+        ),
         "The load generator runs on the same cores as the server.",
         "",
         "Model: CSVAE, synthetic_faces 64 px architecture (conv 32/64/128, dense 256, z_dim 16, w_dim 2,",
@@ -358,11 +418,14 @@ def report(results: dict, compute: dict, info: dict, command: str, args) -> str:
         "onnxruntime ms per image (measured in the benchmark process before the load runs; int8 = static QDQ",
         "quantisation of the same graph, as `csvae export` writes it):",
         "",
-        "| model | threads | " + " | ".join(f"batch {b}" for b in COMPUTE_BATCHES) + f" | gain at 32 | gain at {largest} |",
+        "| model | threads | "
+        + " | ".join(f"batch {b}" for b in COMPUTE_BATCHES)
+        + f" | gain at 32 | gain at {largest} |",
         "|---|---|" + "---|" * len(COMPUTE_BATCHES) + "---|---|",
         *compute_rows,
         "",
-        f"**Compute cap: {cap:.0f} edits/s** ({info['cores']} cores × one single-threaded float32 call each at its best batch"
+        f"**Compute cap: {cap:.0f} edits/s** ({info['cores']} cores × one single-threaded float32 call each at its "
+        "best batch"
         f" size). The throughput column below is requests/s as a fraction of it.",
         "",
         "| batching | clients | requests/s (range) | of cap | p50 ms | p99 ms | mean batch | errors |",
@@ -376,7 +439,8 @@ def report(results: dict, compute: dict, info: dict, command: str, args) -> str:
         f"**{'met' if throughput_met else 'not met'}** ({on32:.0f} requests/s = {100 * on32 / cap:.0f}% of {cap:.0f}; "
         f"without batching {off32:.0f} = {100 * off32 / cap:.0f}%).",
         *(
-            f"- p99 at {c} clients ≤ {GOAL_P99_FACTOR:g}·{c}/cap = {p99_goal(c):.0f} ms: **{'met' if p99[c] <= p99_goal(c) else 'not met'}** "
+            f"- p99 at {c} clients ≤ {GOAL_P99_FACTOR:g}·{c}/cap = {p99_goal(c):.0f} ms: "
+            f"**{'met' if p99[c] <= p99_goal(c) else 'not met'}** "
             f"with batching ({p99[c]:.1f} ms; {p99_off[c]:.1f} ms without)."
             for c in (8, 32)
         ),
@@ -389,19 +453,27 @@ def report(results: dict, compute: dict, info: dict, command: str, args) -> str:
         "## Reading the numbers",
         "",
         f"- Compute-bound: float32 at 1 thread costs {ms('float32', 1, 1):.2f} ms/image at batch 1 and "
-        f"{ms('float32', 1, 32):.2f} ms at batch 32 ({gain[('float32', 1)]:.2f}x at its best batch). A batch saves only the",
+        f"{ms('float32', 1, 32):.2f} ms at batch 32 ({gain[('float32', 1)]:.2f}x at its best batch). A batch saves "
+        "only the",
         "  per-call overhead (executor hop, onnxruntime call, Python), small next to the convolutions; with two",
         "  workers already keeping both cores busy, batching on and off differ little in throughput here. Its",
         "  value on this model is fewer model calls under bursts and a bounded queue, not speed.",
-        f"- Where batching pays (gain = ms/image at batch 1 over the best batch): float32 {gain[('float32', 1)]:.2f}x at 1 thread,"
-        f" {gain[('float32', 2)]:.2f}x at 2 threads; int8 {gain[('int8', 1)]:.2f}x and {gain[('int8', 2)]:.2f}x. The most is"
-        f" {gain[best_gain]:.2f}x ({best_gain[0]}, {best_gain[1]} thread(s)): a batch helps where the fixed per-call cost is a"
+        "- Where batching pays (gain = ms/image at batch 1 over the best batch): float32 "
+        f"{gain[('float32', 1)]:.2f}x at 1 thread,"
+        f" {gain[('float32', 2)]:.2f}x at 2 threads; int8 {gain[('int8', 1)]:.2f}x and {gain[('int8', 2)]:.2f}x. The "
+        "most is"
+        f" {gain[best_gain]:.2f}x ({best_gain[0]}, {best_gain[1]} thread(s)): a batch helps where the fixed per-call "
+        "cost is a"
         " larger share of the compute, i.e. with faster kernels (int8 is"
-        f" {ms('float32', 1, 1) / ms('int8', 1, 1):.1f}x faster than float32 at batch 1 here) and with more threads per call;"
-        f" batch {largest} against 32: {ms('float32', 1, largest) / ms('float32', 1, 32):.2f}x the time per image (float32, 1 thread).",
+        f" {ms('float32', 1, 1) / ms('int8', 1, 1):.1f}x faster than float32 at batch 1 here) and with more threads "
+        "per call;"
+        f" batch {largest} against 32: {ms('float32', 1, largest) / ms('float32', 1, 32):.2f}x the time per image "
+        "(float32, 1 thread).",
         f"- More threads per call: float32 batch 32 takes {ms('float32', 2, 32):.2f} ms/image with 2 threads against"
-        f" {ms('float32', 1, 32):.2f} with 1. With as many cores as workers, single-threaded workers already use every core;"
-        " on a machine with more cores than workers, batches are what lets one call use several threads without starving"
+        f" {ms('float32', 1, 32):.2f} with 1. With as many cores as workers, single-threaded workers already use "
+        "every core;"
+        " on a machine with more cores than workers, batches are what lets one call use several threads without "
+        "starving"
         " other requests.",
         "- p50 at 1 client is the floor: HTTP + JSON + base64 + PNG decode/encode + one model call. Parsing a",
         "  request is tens of microseconds either way (JSON with base64, or v2 binary) next to milliseconds of",
@@ -424,7 +496,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.warmup, args.repeats = 2.0, 0.5, 1
-    command = " ".join(["python bench/bench_serving.py", *(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))])
+    command = " ".join(
+        ["python bench/bench_serving.py", *(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))]
+    )
     info = machine()
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
@@ -451,13 +525,27 @@ def main(argv=None) -> int:
             for repeat in range(args.repeats):
                 for mode, concurrency in cells if repeat % 2 == 0 else cells[::-1]:
                     v2 = mode.startswith("v2")
-                    result = asyncio.run(asyncio.wait_for(
-                        closed_loop(servers["on" if v2 else mode].url, binary_bodies if v2 else bodies, concurrency, args.warmup, args.duration, v2=v2),
-                        args.warmup + args.duration + 60))
+                    result = asyncio.run(
+                        asyncio.wait_for(
+                            closed_loop(
+                                servers["on" if v2 else mode].url,
+                                binary_bodies if v2 else bodies,
+                                concurrency,
+                                args.warmup,
+                                args.duration,
+                                v2=v2,
+                            ),
+                            args.warmup + args.duration + 60,
+                        )
+                    )
                     runs.setdefault((mode, concurrency), []).append(result)
-                    print(f"repeat {repeat + 1}: {mode:13s} c={concurrency:2d}: {result['rps']:6.1f} req/s, "
-                          f"p50 {result['p50_ms']:6.1f} ms, p99 {result['p99_ms']:6.1f} ms, mean batch {result['mean_batch']:.1f}, "
-                          f"errors {result['errors']}, load {os.getloadavg()[0]:.1f}", flush=True)
+                    print(
+                        f"repeat {repeat + 1}: {mode:13s} c={concurrency:2d}: {result['rps']:6.1f} req/s, "
+                        f"p50 {result['p50_ms']:6.1f} ms, p99 {result['p99_ms']:6.1f} ms, mean batch "
+                        f"{result['mean_batch']:.1f}, "
+                        f"errors {result['errors']}, load {os.getloadavg()[0]:.1f}",
+                        flush=True,
+                    )
         finally:
             for server in servers.values():
                 server.stop()

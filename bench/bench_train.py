@@ -45,8 +45,15 @@ import time  # noqa: E402
 
 MODES = ("float32", "xla", "bf16", "bf16+xla")
 MODE_LABEL = {"float32": "float32 graph", "xla": "float32 XLA", "bf16": "mixed_bfloat16", "bf16+xla": "bf16 + XLA"}
-TINY = dict(architecture="conv", z_dim=4, w_dim=2, conv_filters=[4, 8, 8], dense_units=16, decoder_filters=[8, 8, 4],
-            adversary_units=[8])
+TINY = dict(
+    architecture="conv",
+    z_dim=4,
+    w_dim=2,
+    conv_filters=[4, 8, 8],
+    dense_units=16,
+    decoder_filters=[8, 8, 4],
+    adversary_units=[8],
+)
 
 
 # -- models -------------------------------------------------------------------------------------
@@ -60,9 +67,12 @@ def architectures() -> dict[str, dict]:
         return TrainConfig(dataset=dataset).resolved().model_kwargs
 
     faces = trained("synthetic_faces")
-    paper = dict(faces, conv_filters=list(ARCHITECTURE_DEFAULTS["conv_filters"]),
-                 dense_units=ARCHITECTURE_DEFAULTS["dense_units"],
-                 decoder_filters=list(ARCHITECTURE_DEFAULTS["decoder_filters"]))
+    paper = dict(
+        faces,
+        conv_filters=list(ARCHITECTURE_DEFAULTS["conv_filters"]),
+        dense_units=ARCHITECTURE_DEFAULTS["dense_units"],
+        decoder_filters=list(ARCHITECTURE_DEFAULTS["decoder_filters"]),
+    )
     return {
         "mlp": trained("swiss_roll"),
         "default": faces,
@@ -104,10 +114,14 @@ def build(arch: str, size: int | None, mode: str, seed: int = 0):
 
     keras.utils.set_random_seed(seed)
     with policy("mixed_bfloat16" if mode.startswith("bf16") else "float32"):
-        model = CSVAE(data_shape=data_shape(arch, size), num_labels=num_labels(arch), seed=seed,
-                      **architectures()[arch])
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), adversary_optimizer=keras.optimizers.Adam(1e-3),
-                      jit_compile=mode.endswith("xla"))
+        model = CSVAE(
+            data_shape=data_shape(arch, size), num_labels=num_labels(arch), seed=seed, **architectures()[arch]
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-3),
+            adversary_optimizer=keras.optimizers.Adam(1e-3),
+            jit_compile=mode.endswith("xla"),
+        )
     return model
 
 
@@ -156,8 +170,11 @@ def layer_flops(layer) -> float:
 
 def forward_flops(model) -> float:
     """Forward FLOPs per example of ``manipulate``-style inference parts and the whole model."""
-    return sum(layer_flops(layer) for sub in (model.z_encoder, model.w_encoder, model.decoder, model.adversary)
-               for layer in sub.layers)
+    return sum(
+        layer_flops(layer)
+        for sub in (model.z_encoder, model.w_encoder, model.decoder, model.adversary)
+        for layer in sub.layers
+    )
 
 
 def train_flops(model) -> float:
@@ -202,8 +219,11 @@ def profiler_flops(model, x, y) -> float:
     from tensorflow.python.profiler import model_analyzer, option_builder
 
     concrete = tf.function(model.train_step).get_concrete_function((tf.constant(x), tf.constant(y)))
-    options = (option_builder.ProfileOptionBuilder(option_builder.ProfileOptionBuilder.float_operation())
-               .with_empty_output().build())
+    options = (
+        option_builder.ProfileOptionBuilder(option_builder.ProfileOptionBuilder.float_operation())
+        .with_empty_output()
+        .build()
+    )
     return model_analyzer.profile(concrete.graph, options=options).total_float_ops / len(x)
 
 
@@ -217,7 +237,7 @@ def matmul_peak(n: int, rounds: int, budget_s: float):
         a = tf.cast(tf.random.normal([n, n], seed=1), dtype)
         b = tf.cast(tf.random.normal([n, n], seed=2), dtype)
         matmul = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)[:1, :1]))
-        fns[dtype.name] = (lambda f=matmul, a=a, b=b: f(a, b).numpy())
+        fns[dtype.name] = lambda f=matmul, a=a, b=b: f(a, b).numpy()
     timings = common.interleaved(fns, rounds, warmup=1, budget_s=budget_s)
     flops = 2.0 * n**3
     return {k: (flops / t.wall / 1e9, flops / t.cpu / 1e9, t) for k, t in timings.items()}
@@ -227,8 +247,7 @@ def matmul_peak(n: int, rounds: int, budget_s: float):
 def grid(quick: bool):
     """``[(arch, size, batch, modes)]``, grouped by (arch, size) so that models are reused."""
     if quick:
-        return [("mlp", None, 32, ("float32", "xla")),
-                ("tiny", 32, 16, ("float32", "bf16"))]
+        return [("mlp", None, 32, ("float32", "xla")), ("tiny", 32, 16, ("float32", "bf16"))]
     three = ("float32", "xla", "bf16")
     cells = []
     for arch, size in (("mlp", None), ("default", 32), ("default", 64)):
@@ -262,21 +281,33 @@ def run_grid(cells, rounds, cell_budget, log):
                 # Small steps are timed in groups, so that each sample lasts >= ~50 ms.
                 group = max(1, min(200, math.ceil(0.05 / max(warm.wall, 1e-4))))
                 steps[mode] = (lambda s=step, k=group: [s() for _ in range(k)]), group
-            timings = common.interleaved({m: f for m, (f, _) in steps.items()}, rounds=rounds, warmup=0,
-                                         budget_s=cell_budget, min_rounds=3)
+            timings = common.interleaved(
+                {m: f for m, (f, _) in steps.items()}, rounds=rounds, warmup=0, budget_s=cell_budget, min_rounds=3
+            )
             for mode in modes:
                 t, group = timings[mode], steps[mode][1]
                 wall, cpu = t.wall / group, t.cpu / group
-                row = dict(arch=arch, size=size, batch=batch, mode=mode, wall=wall, cpu=cpu, first=first[mode],
-                           samples=len(t) * group, flops=flops)
+                row = dict(
+                    arch=arch,
+                    size=size,
+                    batch=batch,
+                    mode=mode,
+                    wall=wall,
+                    cpu=cpu,
+                    first=first[mode],
+                    samples=len(t) * group,
+                    flops=flops,
+                )
                 row["sps"] = batch / wall
                 row["sps_cpu"] = batch / cpu
                 row["gflops_wall"] = flops * batch / wall / 1e9
                 row["gflops_cpu"] = flops * batch / cpu / 1e9
                 rows.append(row)
-            log(f"  {model_name(arch, size)} batch {batch}: "
+            log(
+                f"  {model_name(arch, size)} batch {batch}: "
                 + ", ".join(f"{m} {timings[m].wall / steps[m][1] * 1e3:.1f} ms" for m in modes)
-                + f"  (load {common.load_average()})")
+                + f"  (load {common.load_average()})"
+            )
         del models, steps, timings
         gc.collect()
     return rows
@@ -379,8 +410,10 @@ def retracing(spec, log):
     train = tf.data.Dataset.from_tensor_slices((x, y)).batch(64)  # 64, 64, 64, 8
     val = tf.data.Dataset.from_tensor_slices((x[:100], y[:100])).batch(64)  # 64, 36
     seconds = []
-    with patched(base.TwoOptimizerModel, "train_step", counting_train), \
-            patched(base.TwoOptimizerModel, "test_step", counting_test):
+    with (
+        patched(base.TwoOptimizerModel, "train_step", counting_train),
+        patched(base.TwoOptimizerModel, "test_step", counting_test),
+    ):
         for epoch in range(3):
             start = time.perf_counter()
             model.fit(train, validation_data=val, epochs=epoch + 1, initial_epoch=epoch, verbose=0)
@@ -428,8 +461,9 @@ def loss_check(spec, log):
 
 
 def breakdown_part(spec, log):
-    parts, n_params, flops = breakdown(spec["arch"], spec["size"], spec["batch"], spec["mode"], spec["rounds"],
-                                       spec["budget"])
+    parts, n_params, flops = breakdown(
+        spec["arch"], spec["size"], spec["batch"], spec["mode"], spec["rounds"], spec["budget"]
+    )
     log(f"  breakdown {spec['mode']}: " + ", ".join(f"{k.split(' (')[0]} {v.cpu * 1e3:.0f}" for k, v in parts.items()))
     return {"parts": {k: common.timing_to_json(v) for k, v in parts.items()}, "n_params": n_params, "flops": flops}
 
@@ -458,7 +492,7 @@ def run_part(name, spec, isolate, log):
     result = None
     for line in process.stdout:
         if line.startswith(RESULT_PREFIX):
-            result = json.loads(line[len(RESULT_PREFIX):])
+            result = json.loads(line[len(RESULT_PREFIX) :])
         elif line.startswith("  "):
             log(line.rstrip())
     stderr = process.stderr.read()
@@ -470,19 +504,30 @@ def run_part(name, spec, isolate, log):
 # -- main -----------------------------------------------------------------------------------------
 def main(argv=None):
     parser = common.base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=None,
-                        help="timed interleaved rounds per cell (default 6; quick 3)")
-    parser.add_argument("--cell-budget", type=float, default=None,
-                        help="seconds of timed rounds per cell before stopping early (default 6; quick 1)")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="timed interleaved rounds per cell (default 6; quick 3)"
+    )
+    parser.add_argument(
+        "--cell-budget",
+        type=float,
+        default=None,
+        help="seconds of timed rounds per cell before stopping early (default 6; quick 1)",
+    )
     parser.add_argument("--loss-steps", type=int, default=48, help="steps of the float32/bfloat16 loss check")
-    parser.add_argument("--skip", default=None,
-                        help="comma-separated parts to skip: grid,breakdown,losses,profiler,retracing "
-                             "(quick default: nothing, with smaller parts)")
+    parser.add_argument(
+        "--skip",
+        default=None,
+        help="comma-separated parts to skip: grid,breakdown,losses,profiler,retracing "
+        "(quick default: nothing, with smaller parts)",
+    )
     parser.add_argument("--models", default="", help="only these grid models, e.g. paper64,default32,mlp")
     parser.add_argument("--batches", default="", help="only these grid batch sizes, e.g. 64")
-    parser.add_argument("--no-isolate", action="store_true",
-                        help="run every part in this process (default: full mode runs each big model in its own "
-                             "process, because TensorFlow keeps the memory of deleted models)")
+    parser.add_argument(
+        "--no-isolate",
+        action="store_true",
+        help="run every part in this process (default: full mode runs each big model in its own "
+        "process, because TensorFlow keeps the memory of deleted models)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -509,20 +554,25 @@ def main(argv=None):
     log(f"TensorFlow {tf.__version__}, intra-op threads {threads}")
     n = 1024 if args.quick else 2048
     peak_start = matmul_peak(n, rounds=3 if args.quick else 8, budget_s=2 if args.quick else 8)
-    log("matmul peak: "
-        + ", ".join(f"{k} {v[0]:.0f} GFLOP/s wall, {v[1]:.0f} per CPU-s" for k, v in peak_start.items()))
+    log(
+        "matmul peak: " + ", ".join(f"{k} {v[0]:.0f} GFLOP/s wall, {v[1]:.0f} per CPU-s" for k, v in peak_start.items())
+    )
 
     rows = []
     if "grid" not in skip:
-        cells = [c for c in grid(args.quick)
-                 if (not args.models or f"{c[0]}{c[1] or ''}" in args.models.split(","))
-                 and (not args.batches or str(c[2]) in args.batches.split(","))]
+        cells = [
+            c
+            for c in grid(args.quick)
+            if (not args.models or f"{c[0]}{c[1] or ''}" in args.models.split(","))
+            and (not args.batches or str(c[2]) in args.batches.split(","))
+        ]
         groups = {}
         for cell in cells:
             groups.setdefault((cell[0], cell[1]), []).append(cell)
         for group in groups.values():
-            rows += run_part("grid", {"cells": group, "rounds": args.rounds, "cell_budget": args.cell_budget},
-                             isolate, log)
+            rows += run_part(
+                "grid", {"cells": group, "rounds": args.rounds, "cell_budget": args.cell_budget}, isolate, log
+            )
 
     # Matmul again at the end: the peak is the median over both.
     peak_end = matmul_peak(n, rounds=3 if args.quick else 8, budget_s=2 if args.quick else 8)
@@ -537,29 +587,58 @@ def main(argv=None):
         row["peak_fraction_wall"] = row["gflops_wall"] / peak["float32"][0]
 
     report.heading("Matmul peak (same run, start and end pooled)")
-    report.table(["dtype", f"[{n}×{n}]·[{n}×{n}] GFLOP/s (wall)", "GFLOP per CPU-second", "start / end (per CPU-s)"],
-                 [(k, peak[k][0], peak[k][1], f"{peak_start[k][1]:.0f} / {peak_end[k][1]:.0f}") for k in peak],
-                 note="GFLOP per CPU-second is the rate of this process's threads while they run: "
-                      "with the two cores shared it is the stable measure (wall rates depend on the other jobs). "
-                      "On an idle machine wall ≈ CPU-rate × 2 cores.")
+    report.table(
+        ["dtype", f"[{n}×{n}]·[{n}×{n}] GFLOP/s (wall)", "GFLOP per CPU-second", "start / end (per CPU-s)"],
+        [(k, peak[k][0], peak[k][1], f"{peak_start[k][1]:.0f} / {peak_end[k][1]:.0f}") for k in peak],
+        note="GFLOP per CPU-second is the rate of this process's threads while they run: "
+        "with the two cores shared it is the stable measure (wall rates depend on the other jobs). "
+        "On an idle machine wall ≈ CPU-rate × 2 cores.",
+    )
 
     if rows:
         report.heading("Train step throughput (both optimisers; interleaved across modes, medians)")
         table = []
         for r in rows:
-            table.append((model_name(r["arch"], r["size"]), r["batch"], MODE_LABEL[r["mode"]], r["wall"] * 1e3,
-                          r["sps"], r["cpu"] * 1e3, r["sps_cpu"], r["flops"] / 1e9, r["gflops_cpu"],
-                          f"{100 * r['peak_fraction_fp32']:.0f} %", f"{100 * r['peak_fraction']:.0f} %", r["first"],
-                          r["samples"]))
-        report.table(["model", "batch", "mode", "ms/step (wall)", "samples/s (wall)", "CPU-ms/step",
-                      "samples per CPU-s", "GFLOP/example", "GFLOP per CPU-s", "of fp32 peak", "of own-dtype peak",
-                      "first step s",
-                      "timed steps"], table,
-                     note="GFLOP/example: one train step (both optimisers) per example, counted from the layers. "
-                          "'of fp32 peak' = achieved GFLOP per CPU-second ÷ the float32 matmul's (bfloat16 rows "
-                          "can exceed 100 %: AMX); 'of own-dtype peak' uses the bfloat16 matmul for bfloat16 rows. "
-                          "'first step': trace + compile + first run (wall); ~0 when an earlier batch size's "
-                          "batch-generic trace is reused.")
+            table.append(
+                (
+                    model_name(r["arch"], r["size"]),
+                    r["batch"],
+                    MODE_LABEL[r["mode"]],
+                    r["wall"] * 1e3,
+                    r["sps"],
+                    r["cpu"] * 1e3,
+                    r["sps_cpu"],
+                    r["flops"] / 1e9,
+                    r["gflops_cpu"],
+                    f"{100 * r['peak_fraction_fp32']:.0f} %",
+                    f"{100 * r['peak_fraction']:.0f} %",
+                    r["first"],
+                    r["samples"],
+                )
+            )
+        report.table(
+            [
+                "model",
+                "batch",
+                "mode",
+                "ms/step (wall)",
+                "samples/s (wall)",
+                "CPU-ms/step",
+                "samples per CPU-s",
+                "GFLOP/example",
+                "GFLOP per CPU-s",
+                "of fp32 peak",
+                "of own-dtype peak",
+                "first step s",
+                "timed steps",
+            ],
+            table,
+            note="GFLOP/example: one train step (both optimisers) per example, counted from the layers. "
+            "'of fp32 peak' = achieved GFLOP per CPU-second ÷ the float32 matmul's (bfloat16 rows "
+            "can exceed 100 %: AMX); 'of own-dtype peak' uses the bfloat16 matmul for bfloat16 rows. "
+            "'first step': trace + compile + first run (wall); ~0 when an earlier batch size's "
+            "batch-generic trace is reused.",
+        )
         report.heading("Speed-ups within the run (same model and batch; interleaved)")
         speed = []
         by_key = {(r["arch"], r["size"], r["batch"], r["mode"]): r for r in rows}
@@ -568,11 +647,21 @@ def main(argv=None):
             if mode != "float32":
                 continue
             cells = {m: by_key.get((arch, size, batch, m)) for m in others}
-            speed.append((model_name(arch, size), batch,
-                          *[(f"{c['sps'] / r['sps']:.2f}× / {c['sps_cpu'] / r['sps_cpu']:.2f}×" if c else "–")
-                            for c in cells.values()]))
-        report.table(["model", "batch", *[f"{MODE_LABEL[m]} ÷ float32 graph" for m in others]], speed,
-                     note="Each cell: samples/s ratio on wall time / on CPU time.")
+            speed.append(
+                (
+                    model_name(arch, size),
+                    batch,
+                    *[
+                        (f"{c['sps'] / r['sps']:.2f}× / {c['sps_cpu'] / r['sps_cpu']:.2f}×" if c else "–")
+                        for c in cells.values()
+                    ],
+                )
+            )
+        report.table(
+            ["model", "batch", *[f"{MODE_LABEL[m]} ÷ float32 graph" for m in others]],
+            speed,
+            note="Each cell: samples/s ratio on wall time / on CPU time.",
+        )
         _scaling_tables(report, rows)
 
     flops_check = None
@@ -580,55 +669,80 @@ def main(argv=None):
         arch, size, batch = ("tiny", 32, 16) if args.quick else ("paper", 64, 64)
         model = build(arch, size, "float32")
         x, y = random_batch(arch, size, batch)
-        flops_check = (model_name(arch, size), batch, train_flops(model) / 1e9, profiler_flops(model, x, y) / 1e9,
-                       forward_flops(model) / 1e9)
+        flops_check = (
+            model_name(arch, size),
+            batch,
+            train_flops(model) / 1e9,
+            profiler_flops(model, x, y) / 1e9,
+            forward_flops(model) / 1e9,
+        )
         del model
         report.heading("FLOP count check")
-        report.table(["model", "batch", "train GFLOP/example (layers)", "train GFLOP/example (tf profiler)",
-                      "forward GFLOP/example"], [flops_check],
-                     note="The profiler counts every op of the traced step (element-wise ops included); "
-                          "the layer count takes convolutions and matmuls only.")
+        report.table(
+            [
+                "model",
+                "batch",
+                "train GFLOP/example (layers)",
+                "train GFLOP/example (tf profiler)",
+                "forward GFLOP/example",
+            ],
+            [flops_check],
+            note="The profiler counts every op of the traced step (element-wise ops included); "
+            "the layer count takes convolutions and matmuls only.",
+        )
 
     parts = None
     if "breakdown" not in skip:
         arch, size, batch = ("tiny", 32, 16) if args.quick else ("paper", 64, 64)
         parts = {}
         for mode in ("float32",) if args.quick else ("float32", "bf16", "xla"):
-            result = run_part("breakdown", dict(arch=arch, size=size, batch=batch, mode=mode, rounds=args.rounds,
-                                                budget=args.cell_budget), isolate, log)
+            result = run_part(
+                "breakdown",
+                dict(arch=arch, size=size, batch=batch, mode=mode, rounds=args.rounds, budget=args.cell_budget),
+                isolate,
+                log,
+            )
             parts[mode] = {k: common.timing_from_json(v) for k, v in result["parts"].items()}
             n_params, flops = result["n_params"], result["flops"]
-        report.heading(f"Where the time goes: {model_name(arch, size)}, batch {batch} "
-                       f"({n_params / 1e6:.1f} M ELBO weights)")
+        report.heading(
+            f"Where the time goes: {model_name(arch, size)}, batch {batch} ({n_params / 1e6:.1f} M ELBO weights)"
+        )
         table = []
         for part in next(iter(parts.values())):
             cells = []
-            for mode, p in parts.items():
+            for p in parts.values():
                 whole = p["whole train step (Keras train function)"].cpu
                 cells += [p[part].cpu * 1e3, f"{100 * p[part].cpu / whole:.0f} %"]
             table.append((part, *cells))
         ideal = flops * batch / peak["float32"][1] / 1e9 * 1e3
         headers = ["part"] + [h for mode in parts for h in (f"{MODE_LABEL[mode]} CPU-ms", "of step")]
-        report.table(headers, table,
-                     note=f"Parts timed separately (interleaved); they overlap (forward + backward includes the "
-                          f"forward). At the float32 matmul rate the step's convolutions and matmuls would take "
-                          f"{ideal:.0f} CPU-ms.")
+        report.table(
+            headers,
+            table,
+            note=f"Parts timed separately (interleaved); they overlap (forward + backward includes the "
+            f"forward). At the float32 matmul rate the step's convolutions and matmuls would take "
+            f"{ideal:.0f} CPU-ms.",
+        )
 
     if "retracing" not in skip:
         train_traces, test_traces, seconds, label = run_part("retracing", {"quick": args.quick}, isolate, log)
         report.heading("Retracing check")
-        report.table(["model", "train_step traces", "test_step traces", "epoch 1 s", "epoch 2 s", "epoch 3 s"],
-                     [(label, train_traces, test_traces, *seconds)],
-                     note="3 `fit` epochs of 200 examples in batches of 64 (last batch 8) with validation data "
-                          "(last batch 36): one trace each means no retracing (the dataset's batch dim is None).")
+        report.table(
+            ["model", "train_step traces", "test_step traces", "epoch 1 s", "epoch 2 s", "epoch 3 s"],
+            [(label, train_traces, test_traces, *seconds)],
+            note="3 `fit` epochs of 200 examples in batches of 64 (last batch 8) with validation data "
+            "(last batch 36): one trace each means no retracing (the dataset's batch dim is None).",
+        )
 
     losses_result = None
     if "losses" not in skip:
         losses_result = run_part("losses", {"quick": args.quick, "loss_steps": args.loss_steps}, isolate, log)
         results, names, steps, last, label = losses_result
         report.heading(f"float32 vs mixed_bfloat16: final losses ({label}, {steps} steps, batch 64)")
-        report.table(["precision", "seed", *[f"{k} (mean of last {last} steps)" for k in names], "s"],
-                     [(MODE_LABEL[m], s, *[f[k] for k in names], e) for m, s, f, e in results])
+        report.table(
+            ["precision", "seed", *[f"{k} (mean of last {last} steps)" for k in names], "s"],
+            [(MODE_LABEL[m], s, *[f[k] for k in names], e) for m, s, f, e in results],
+        )
 
     _targets(report, rows, peak, parts, losses_result)
     report.finish(args.output)
@@ -644,26 +758,46 @@ def _scaling_tables(report, rows):
                 cells = [by.get((arch, s, batch, mode)) for s in sizes]
                 if sum(c is not None for c in cells) >= 2:
                     base = next(c for c in cells if c)
-                    lines.append((f"conv {arch}", batch, MODE_LABEL[mode],
-                                  *[f"{c['wall'] * 1e3:,.0f} ms ({c['cpu'] / base['cpu']:.1f}×)" if c else "–"
-                                    for c in cells]))
+                    lines.append(
+                        (
+                            f"conv {arch}",
+                            batch,
+                            MODE_LABEL[mode],
+                            *[
+                                f"{c['wall'] * 1e3:,.0f} ms ({c['cpu'] / base['cpu']:.1f}×)" if c else "–"
+                                for c in cells
+                            ],
+                        )
+                    )
     if lines:
         report.heading("Step time vs image size")
-        report.table(["model", "batch", "mode", *[f"{s}×{s}" for s in sizes]], lines,
-                     note="Wall ms/step (CPU time relative to the smallest size). FLOPs grow 4× per doubling of "
-                          "the side, except the dense layers' share.")
+        report.table(
+            ["model", "batch", "mode", *[f"{s}×{s}" for s in sizes]],
+            lines,
+            note="Wall ms/step (CPU time relative to the smallest size). FLOPs grow 4× per doubling of "
+            "the side, except the dense layers' share.",
+        )
     lines = []
     batches = sorted({r["batch"] for r in rows})
-    for (arch, size) in sorted({(r["arch"], r["size"]) for r in rows}, key=lambda k: (k[0], k[1] or 0)):
+    for arch, size in sorted({(r["arch"], r["size"]) for r in rows}, key=lambda k: (k[0], k[1] or 0)):
         cells = [by.get((arch, size, b, "float32")) for b in batches]
         if sum(c is not None for c in cells) >= 2:
-            lines.append((model_name(arch, size),
-                          *[f"{c['wall'] * 1e3:,.1f} ms · {c['sps']:,.0f}/s · {c['sps_cpu']:,.0f}/CPU-s" if c else "–"
-                            for c in cells]))
+            lines.append(
+                (
+                    model_name(arch, size),
+                    *[
+                        f"{c['wall'] * 1e3:,.1f} ms · {c['sps']:,.0f}/s · {c['sps_cpu']:,.0f}/CPU-s" if c else "–"
+                        for c in cells
+                    ],
+                )
+            )
     if lines:
         report.heading("Step time vs batch size (float32 graph)")
-        report.table(["model", *[f"batch {b}" for b in batches]], lines,
-                     note="Each cell: wall ms/step · samples/s (wall) · samples per CPU-second.")
+        report.table(
+            ["model", *[f"batch {b}" for b in batches]],
+            lines,
+            note="Each cell: wall ms/step · samples/s (wall) · samples per CPU-second.",
+        )
 
 
 def _targets(report, rows, peak, parts, losses_result):
@@ -674,11 +808,14 @@ def _targets(report, rows, peak, parts, losses_result):
     label = f"{model_name(key[0], key[1])}, batch {key[2]}"
     fp32 = by.get((*key, "float32"))
     if fp32:
-        report.target(f"train step ≥ 55 % of fp32 matmul peak ({label}, float32)",
-                      f"{100 * fp32['peak_fraction_fp32']:.0f} % per CPU-s ({fp32['gflops_cpu']:.0f} of "
-                      f"{peak['float32'][1]:.0f} GFLOP/CPU-s); wall {100 * fp32['peak_fraction_wall']:.0f} %",
-                      "≥ 55 %", fp32["peak_fraction_fp32"] >= 0.55,
-                      "CPU-time basis (wall basis shares the cores with other jobs, see load)")
+        report.target(
+            f"train step ≥ 55 % of fp32 matmul peak ({label}, float32)",
+            f"{100 * fp32['peak_fraction_fp32']:.0f} % per CPU-s ({fp32['gflops_cpu']:.0f} of "
+            f"{peak['float32'][1]:.0f} GFLOP/CPU-s); wall {100 * fp32['peak_fraction_wall']:.0f} %",
+            "≥ 55 %",
+            fp32["peak_fraction_fp32"] >= 0.55,
+            "CPU-time basis (wall basis shares the cores with other jobs, see load)",
+        )
     bf16 = by.get((*key, "bf16"))
     if fp32 and bf16:
         ratio_cpu, ratio_wall = bf16["sps_cpu"] / fp32["sps_cpu"], bf16["sps"] / fp32["sps"]
@@ -691,18 +828,26 @@ def _targets(report, rows, peak, parts, losses_result):
             same = f"final loss gap bf16 − fp32 {gap:.1f}"
             if len(seeds) > 1:
                 same += f" vs seed-to-seed (fp32) {abs(final[('float32', 0)] - final[('float32', 1)]):.1f}"
-        report.target(f"mixed_bfloat16 ≥ 1.5× float32 samples/s ({label})",
-                      f"{ratio_cpu:.2f}× (CPU), {ratio_wall:.2f}× (wall)", "≥ 1.5×, same losses",
-                      ratio_cpu >= 1.5, same or "")
+        report.target(
+            f"mixed_bfloat16 ≥ 1.5× float32 samples/s ({label})",
+            f"{ratio_cpu:.2f}× (CPU), {ratio_wall:.2f}× (wall)",
+            "≥ 1.5×, same losses",
+            ratio_cpu >= 1.5,
+            same or "",
+        )
     xla = by.get((*key, "xla"))
     if fp32 and not xla:  # quick mode: XLA runs on the MLP only
         key = ("mlp", None, 32)
         label = f"{model_name(*key[:2])}, batch {key[2]}"
         fp32, xla = by.get((*key, "float32")), by.get((*key, "xla"))
     if fp32 and xla:
-        report.target(f"XLA ≥ 1.2× plain graph ({label})",
-                      f"{xla['sps_cpu'] / fp32['sps_cpu']:.2f}× (CPU), {xla['sps'] / fp32['sps']:.2f}× (wall)",
-                      "≥ 1.2×", xla["sps_cpu"] / fp32["sps_cpu"] >= 1.2, "see the breakdown: where XLA gains and loses")
+        report.target(
+            f"XLA ≥ 1.2× plain graph ({label})",
+            f"{xla['sps_cpu'] / fp32['sps_cpu']:.2f}× (CPU), {xla['sps'] / fp32['sps']:.2f}× (wall)",
+            "≥ 1.2×",
+            xla["sps_cpu"] / fp32["sps_cpu"] >= 1.2,
+            "see the breakdown: where XLA gains and loses",
+        )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,8 @@ import shlex
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = REPO / "BENCHMARKS.md"
@@ -120,8 +120,9 @@ def timing_from_json(samples) -> Timing:
     return Timing([Sample(float(w), float(c)) for w, c in samples])
 
 
-def measure(fn: Callable[[], object], repeats: int, warmup: int = 1, budget_s: float | None = None,
-            min_repeats: int = 3) -> Timing:
+def measure(
+    fn: Callable[[], object], repeats: int, warmup: int = 1, budget_s: float | None = None, min_repeats: int = 3
+) -> Timing:
     """``repeats`` timed calls of ``fn`` after ``warmup`` untimed ones; stops
     early (after ``min_repeats``) once ``budget_s`` seconds are spent."""
     for _ in range(warmup):
@@ -135,8 +136,13 @@ def measure(fn: Callable[[], object], repeats: int, warmup: int = 1, budget_s: f
     return timing
 
 
-def interleaved(fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 1,
-                budget_s: float | None = None, min_rounds: int = 3) -> dict[str, Timing]:
+def interleaved(
+    fns: dict[str, Callable[[], object]],
+    rounds: int,
+    warmup: int = 1,
+    budget_s: float | None = None,
+    min_rounds: int = 3,
+) -> dict[str, Timing]:
     """Times the variants ``fns`` round-robin: each round calls every one once.
 
     ``warmup`` untimed rounds first; stops early (after ``min_rounds``) once
@@ -251,8 +257,7 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence], align: str 
     first column left, the rest right). Numbers go through ``fmt``."""
     headers = list(headers)
     align = align or "l" + "r" * (len(headers) - 1)
-    lines = ["| " + " | ".join(headers) + " |",
-             "|" + "|".join("---" if a == "l" else "---:" for a in align) + "|"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" if a == "l" else "---:" for a in align) + "|"]
     for row in rows:
         lines.append("| " + " | ".join(fmt(cell) for cell in row) + " |")
     return "\n".join(lines)
@@ -320,13 +325,25 @@ class Report:
             "",
         ]
         if self.targets:
-            lines += ["### Targets", "", markdown_table(
-                ["target", "measured", "threshold", "met", "evidence"],
-                [(t.name, t.measured, t.threshold,
-                  "n/a" if t.met is None else ("**met**" if t.met else "**not met**"), t.evidence)
-                 for t in self.targets],
-                align="lllll",
-            ), ""]
+            lines += [
+                "### Targets",
+                "",
+                markdown_table(
+                    ["target", "measured", "threshold", "met", "evidence"],
+                    [
+                        (
+                            t.name,
+                            t.measured,
+                            t.threshold,
+                            "n/a" if t.met is None else ("**met**" if t.met else "**not met**"),
+                            t.evidence,
+                        )
+                        for t in self.targets
+                    ],
+                    align="lllll",
+                ),
+                "",
+            ]
         for part in self.parts:
             lines += [part, ""]
         return "\n".join(lines).rstrip() + "\n"
@@ -353,8 +370,12 @@ def append(path, text: str) -> None:
 
 def base_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--quick", action="store_true",
-                        help="a CI smoke run (tiny sizes, few repeats; seconds, not minutes)")
-    parser.add_argument("--output", default=str(DEFAULT_OUTPUT),
-                        help="Markdown file the report is appended to ('-': print only; default BENCHMARKS.md)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a CI smoke run (tiny sizes, few repeats; seconds, not minutes)"
+    )
+    parser.add_argument(
+        "--output",
+        default=str(DEFAULT_OUTPUT),
+        help="Markdown file the report is appended to ('-': print only; default BENCHMARKS.md)",
+    )
     return parser

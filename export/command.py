@@ -34,7 +34,10 @@ def add_parser(subparsers, make_quality_checks=None) -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --version")
     parser.add_argument("--no-int8", dest="int8", action="store_false", help="do not try manipulate.int8.onnx")
     parser.add_argument(
-        "--calibration-examples", type=int, default=256, metavar="N",
+        "--calibration-examples",
+        type=int,
+        default=256,
+        metavar="N",
         help="training examples for int8 calibration (default 256)",
     )
     parser.set_defaults(func=functools.partial(run, make_quality_checks=make_quality_checks))

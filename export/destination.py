@@ -23,7 +23,7 @@ from pathlib import Path
 from export.errors import ExportError
 from export.metadata import read_json
 from export.savedmodel import saved_model_versions
-from serving.runtime.contract import MODELS_CONFIG, METADATA_FILE, ONNX_DIR, SAVEDMODEL_DIR, savedmodel_path
+from serving.runtime.contract import METADATA_FILE, MODELS_CONFIG, ONNX_DIR, SAVEDMODEL_DIR, savedmodel_path
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # TF Serving puts it in URLs and paths
 
@@ -50,14 +50,17 @@ def resolve_version(out, name: str, version: int | None, overwrite: bool) -> int
     if out.is_dir() and any(out.iterdir()):
         metadata_path = out / METADATA_FILE
         if not metadata_path.exists():
-            raise ExportError(f"{out} is not empty and holds no export ({METADATA_FILE} missing); choose another --out.")
+            raise ExportError(
+                f"{out} is not empty and holds no export ({METADATA_FILE} missing); choose another --out."
+            )
         try:
             existing = read_json(metadata_path).get("name")
         except ValueError as err:
             raise ExportError(f"{metadata_path} is not valid JSON ({err}); choose another --out.") from err
         if existing != name:
             raise ExportError(
-                f"{out} holds the export of model {existing!r}, not {name!r}; choose another --out or --name {existing}."
+                f"{out} holds the export of model {existing!r}, not {name!r}; choose another --out or --name "
+                f"{existing}."
             )
     versions = saved_model_versions(out / SAVEDMODEL_DIR / name)
     if version is None:

@@ -51,7 +51,8 @@ def _jsonable(value):
 def model_description(model, model_type: str | None = None) -> dict:
     """The model as a client needs it: labels, shapes, latent sizes, prior.
 
-    Attributes a baseline lacks (``w_dim`` for a plain VAE) are left out.
+    Every model has ``z_dim``, ``w_dim`` and ``prior`` (the baselines' single
+    latent has ``z_dim + k * w_dim`` dimensions and ignores the prior).
     """
     data_shape = [int(d) for d in model.data_shape]
     description = {
@@ -65,11 +66,8 @@ def model_description(model, model_type: str | None = None) -> dict:
     if len(data_shape) == 3:
         description["image_shape"] = data_shape
         description["pixel_range"] = [0.0, 1.0]
-    for attribute in ("z_dim", "w_dim"):
-        if hasattr(model, attribute):
-            description[attribute] = int(getattr(model, attribute))
-    if hasattr(model, "prior"):
-        description["prior"] = _jsonable(model.prior)
+    description["z_dim"], description["w_dim"] = int(model.z_dim), int(model.w_dim)
+    description["prior"] = _jsonable(model.prior)
     config = dict(model.get_config())
     config.pop("dtype", None)  # the training policy; exports compute in float32
     description["model_config"] = _jsonable(config)
@@ -97,14 +95,16 @@ def onnx_metadata_props(description: dict, config_digest: str | None) -> dict[st
     return props
 
 
-def build_metadata(*, name, version, description, config, signatures, onnx_files, precision, verification, int8) -> dict:
+def build_metadata(
+    *, name, version, description, config, signatures, onnx_files, precision, verification, int8
+) -> dict:
     """The content of ``metadata.json`` (see the module docstring)."""
     return _jsonable(
         {
             "format_version": FORMAT_VERSION,
             "name": name,
             "version": version,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "model": description,
             "training_config": config.to_dict() if config is not None else None,
             "training_config_digest": config.digest() if config is not None else None,

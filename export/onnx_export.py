@@ -23,8 +23,8 @@ import onnx
 import tensorflow as tf
 
 from export.errors import ExportError
-from export.subpixel import fold_depth_to_space, subpixel_conv_transpose
 from export.signatures import ServingFunction
+from export.subpixel import fold_depth_to_space, subpixel_conv_transpose
 
 # tf2onnx 1.17 converts up to opset 18; 17 is the oldest that the brief
 # allows and what onnxruntime, TensorRT and the web runtimes all accept.

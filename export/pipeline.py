@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -245,8 +245,14 @@ def _export_int8(model, manipulate, onnx_dir: Path, data, quality_checks, log) -
         return {"written": False, "reason": f"cannot load calibration data: {type(err).__name__}: {err}"}
     try:
         return quantize.quantize_manipulate(
-            model, manipulate, onnx_dir / "manipulate.onnx", onnx_dir / quantize.INT8_FILE, calibration, evaluation,
-            checks=quality_checks, log=log,
+            model,
+            manipulate,
+            onnx_dir / "manipulate.onnx",
+            onnx_dir / quantize.INT8_FILE,
+            calibration,
+            evaluation,
+            checks=quality_checks,
+            log=log,
         )
     except Exception as err:  # onnxruntime's quantiser raises many types
         log(f"Not writing {quantize.INT8_FILE}: quantisation failed: {err}")

@@ -53,15 +53,15 @@ def float32_copy(model):
     finally:
         keras.mixed_precision.set_global_policy(previous)
     weights = model.get_weights()
-    if len(copy.weights) != len(weights) or any(
-        tuple(v.shape) != w.shape for v, w in zip(copy.weights, weights)
-    ):
+    if len(copy.weights) != len(weights) or any(tuple(v.shape) != w.shape for v, w in zip(copy.weights, weights)):
         raise ExportError(
             f"{type(model).__name__} rebuilt from get_config() has different weights than the trained model; "
             "get_config() must return every constructor argument."
         )
     copy.set_weights([np.asarray(w, np.float32) if np.issubdtype(w.dtype, np.floating) else w for w in weights])
     if compute_dtypes(copy) != {"float32"}:
-        raise ExportError(f"The float32 copy of {type(model).__name__} still computes in {sorted(compute_dtypes(copy))}.")
+        raise ExportError(
+            f"The float32 copy of {type(model).__name__} still computes in {sorted(compute_dtypes(copy))}."
+        )
     info["float32_copy"] = True
     return copy, info

@@ -10,7 +10,7 @@ verification, so all three see one definition.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -93,7 +93,9 @@ def _check_contract(model, name, fn, specs) -> tuple:
         raise ExportError(f"{owner}: output name(s) {sorted(clashes)} are also input names; rename them.")
     return tuple(
         tf.TensorSpec(
-            [None, *outputs[key].shape[1:]], tf.float32 if outputs[key].dtype.is_floating else outputs[key].dtype, name=key
+            [None, *outputs[key].shape[1:]],
+            tf.float32 if outputs[key].dtype.is_floating else outputs[key].dtype,
+            name=key,
         )
         for key in sorted(outputs)
     )
@@ -104,7 +106,8 @@ def model_functions(model) -> dict[str, ServingFunction]:
     raw = model.serving_functions()
     if DEFAULT_EDIT_SIGNATURE not in raw:
         raise ExportError(
-            f"{type(model).__name__}.serving_functions() has no {DEFAULT_EDIT_SIGNATURE!r}, which {SERVING_DEFAULT} serves."
+            f"{type(model).__name__}.serving_functions() has no {DEFAULT_EDIT_SIGNATURE!r}, which {SERVING_DEFAULT} "
+            "serves."
         )
     functions = {}
     for name, (fn, specs) in raw.items():
@@ -127,9 +130,13 @@ def image_function(model, manipulate: ServingFunction) -> ServingFunction:
     height, width, channels = model.data_shape
     image_positions = [i for i, spec in enumerate(manipulate.input_specs) if tuple(spec.shape[1:]) == model.data_shape]
     if not image_positions:
-        raise ExportError(f"{type(model).__name__}: manipulate has no input shaped [None, {height}, {width}, {channels}].")
+        raise ExportError(
+            f"{type(model).__name__}: manipulate has no input shaped [None, {height}, {width}, {channels}]."
+        )
     if len(manipulate.output_names) != 1:
-        raise ExportError(f"manipulate returns {list(manipulate.output_names)}; manipulate_image needs exactly one output.")
+        raise ExportError(
+            f"manipulate returns {list(manipulate.output_names)}; manipulate_image needs exactly one output."
+        )
     (output,) = manipulate.output_names
     position = image_positions[0]
     specs = list(manipulate.input_specs)

@@ -103,10 +103,29 @@ def subpixel_kernel_indices(kernel_size, strides):
 
 
 # Keras activations that act on each element alone (softmax and its kin do not).
-ELEMENTWISE_ACTIVATIONS = frozenset({
-    "linear", "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "swish", "mish", "sigmoid",
-    "hard_sigmoid", "hard_silu", "hard_swish", "tanh", "softplus", "softsign", "exponential",
-})
+ELEMENTWISE_ACTIVATIONS = frozenset(
+    {
+        "linear",
+        "relu",
+        "relu6",
+        "leaky_relu",
+        "elu",
+        "selu",
+        "celu",
+        "gelu",
+        "silu",
+        "swish",
+        "mish",
+        "sigmoid",
+        "hard_sigmoid",
+        "hard_silu",
+        "hard_swish",
+        "tanh",
+        "softplus",
+        "softsign",
+        "exponential",
+    }
+)
 
 
 def _is_elementwise(activation) -> bool:
@@ -195,7 +214,9 @@ def subpixel_conv_transpose():
 
 # -- ONNX: DepthToSpace → Conv  ⇒  Conv → DepthToSpace ---------------------------------------------
 # ONNX activations that act on each element alone: moved in front of the DepthToSpace with their Conv.
-_ONNX_ELEMENTWISE = frozenset({"Relu", "Sigmoid", "Tanh", "LeakyRelu", "HardSigmoid", "Elu", "Selu", "Softplus", "Clip"})
+_ONNX_ELEMENTWISE = frozenset(
+    {"Relu", "Sigmoid", "Tanh", "LeakyRelu", "HardSigmoid", "Elu", "Selu", "Softplus", "Clip"}
+)
 # Fold only Convs with few output channels (the decoder's final RGB Conv):
 # onnxruntime's NCHWc Conv computes output channels in blocks of 8 or 16, so a
 # 3-channel Conv wastes most of its work; the folded Conv has s²× the output
@@ -232,7 +253,7 @@ def polyphase_conv_weights(weight: np.ndarray, bias, pads, s: int):
     for r_h, q_h, a_h, t_h in taps_h:
         for r_w, q_w, a_w, t_w in taps_w:
             o, c = (r_h * s + r_w) * c_out, (q_h * s + q_w) * c_in
-            new[o:o + c_out, c:c + c_in, a_h, a_w] += weight[:, :, t_h, t_w]
+            new[o : o + c_out, c : c + c_in, a_h, a_w] += weight[:, :, t_h, t_w]
     new_bias = None if bias is None else np.tile(bias, s * s)
     return new, new_bias, [top, left, bottom, right]
 
@@ -277,9 +298,14 @@ def fold_depth_to_space(model, max_out_channels: int = FOLD_MAX_OUT_CHANNELS) ->
             continue
         kh, kw = weight.shape[2:]
         pads = list(c.get("pads", [0, 0, 0, 0]))
-        if (c.get("group", 1) != 1 or any(v != 1 for v in c.get("strides", [1, 1]))
-                or any(v != 1 for v in c.get("dilations", [1, 1])) or c.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
-                or pads[0] + pads[2] != kh - 1 or pads[1] + pads[3] != kw - 1):
+        if (
+            c.get("group", 1) != 1
+            or any(v != 1 for v in c.get("strides", [1, 1]))
+            or any(v != 1 for v in c.get("dilations", [1, 1]))
+            or c.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
+            or pads[0] + pads[2] != kh - 1
+            or pads[1] + pads[3] != kw - 1
+        ):
             continue
         bias = numpy_helper.to_array(inits[conv.input[2]]) if len(conv.input) > 2 and conv.input[2] else None
         new_weight, new_bias, new_pads = polyphase_conv_weights(weight, bias, pads, s)
@@ -290,20 +316,33 @@ def fold_depth_to_space(model, max_out_channels: int = FOLD_MAX_OUT_CHANNELS) ->
         if new_bias is not None:
             graph.initializer.append(numpy_helper.from_array(new_bias, bias_name))
             inputs.append(bias_name)
-        new_conv = onnx.helper.make_node("Conv", inputs, [conv_out], name=f"{prefix}__polyphase", pads=new_pads,
-                                         kernel_shape=list(new_weight.shape[2:]), strides=[1, 1], dilations=[1, 1], group=1)
+        new_conv = onnx.helper.make_node(
+            "Conv",
+            inputs,
+            [conv_out],
+            name=f"{prefix}__polyphase",
+            pads=new_pads,
+            kernel_shape=list(new_weight.shape[2:]),
+            strides=[1, 1],
+            dilations=[1, 1],
+            group=1,
+        )
         chain, last = [new_conv], conv.output[0]
         after = consumers(conv.output[0])
         if conv.output[0] not in outputs and len(after) == 1 and after[0].op_type in _ONNX_ELEMENTWISE:
             act = after[0]  # act(d2s(v)) = d2s(act(v))
             last = act.output[0]
-            moved = onnx.helper.make_node(act.op_type, [conv_out], [f"{prefix}__polyphase_{act.op_type}:0"],
-                                          name=f"{act.name}__polyphase")
+            moved = onnx.helper.make_node(
+                act.op_type, [conv_out], [f"{prefix}__polyphase_{act.op_type}:0"], name=f"{act.name}__polyphase"
+            )
             moved.attribute.extend(act.attribute)
             chain.append(moved)
             graph.node.remove(act)
-        chain.append(onnx.helper.make_node("DepthToSpace", [chain[-1].output[0]], [last], name=f"{prefix}__depth_to_space",
-                                           blocksize=s, mode="DCR"))
+        chain.append(
+            onnx.helper.make_node(
+                "DepthToSpace", [chain[-1].output[0]], [last], name=f"{prefix}__depth_to_space", blocksize=s, mode="DCR"
+            )
+        )
         position = list(graph.node).index(conv)
         graph.node.remove(conv)
         graph.node.remove(d2s)

@@ -100,7 +100,11 @@ def make_cases(model, functions: dict[str, ServingFunction], batch_sizes=BATCH_S
     cases = []
     for name, function in functions.items():
         for batch in batch_sizes:
-            feeds = {spec.name: random_input(model, spec, batch, rng) for spec in function.input_specs if spec.dtype == tf.float32}
+            feeds = {
+                spec.name: random_input(model, spec, batch, rng)
+                for spec in function.input_specs
+                if spec.dtype == tf.float32
+            }
             if name == IMAGE_SIGNATURE:
                 pixels = rng.integers(0, 256, [batch, *model.data_shape], dtype=np.uint8)
                 manipulate = functions["manipulate"]
@@ -138,7 +142,9 @@ def savedmodel_session(path):
         try:
             meta_graph = tf.compat.v1.saved_model.loader.load(session, [SERVE_TAG], os.fspath(path))
         except Exception as err:
-            raise VerificationError(f"TensorFlow's SavedModel loader refuses {path}: {type(err).__name__}: {err}") from err
+            raise VerificationError(
+                f"TensorFlow's SavedModel loader refuses {path}: {type(err).__name__}: {err}"
+            ) from err
         yield session, meta_graph
 
 
@@ -182,7 +188,8 @@ def check_signature_defs(signatures: dict, expected: dict[str, ServingFunction])
         sig = signatures[name]
         if set(sig["inputs"]) != set(function.input_names) or set(sig["outputs"]) != set(function.output_names):
             raise VerificationError(
-                f"SavedModel signature {name!r} has inputs {sorted(sig['inputs'])} and outputs {sorted(sig['outputs'])}; "
+                f"SavedModel signature {name!r} has inputs {sorted(sig['inputs'])} and outputs "
+                f"{sorted(sig['outputs'])}; "
                 f"expected {sorted(function.input_names)} and {sorted(function.output_names)}."
             )
     for name, sig in signatures.items():
@@ -225,7 +232,10 @@ def verify_savedmodel(path, functions: dict[str, ServingFunction], cases: list[C
     Raises:
       VerificationError: on the first problem, naming signature, output and error.
     """
-    log(f"Verifying the SavedModel through TensorFlow's loader ({len(functions)} signatures, batch {'/'.join(map(str, BATCH_SIZES))})...")
+    log(
+        f"Verifying the SavedModel through TensorFlow's loader ({len(functions)} signatures, batch "
+        f"{'/'.join(map(str, BATCH_SIZES))})..."
+    )
     with savedmodel_session(path) as (session, meta_graph):
         signatures = describe_signatures(meta_graph)
         check_signature_defs(signatures, functions)
@@ -254,7 +264,12 @@ def verify_savedmodel(path, functions: dict[str, ServingFunction], cases: list[C
                     f"SavedModel signature {case.function!r} output {output!r} differs from the Keras model by "
                     f"{error:.3g} at batch {case.batch} (tolerance {tolerance:.3g})."
                 )
-    return {"signatures": signatures, "max_error": errors, "tolerance": SAVEDMODEL_TOLERANCE, "image_tolerance": IMAGE_TOLERANCE}
+    return {
+        "signatures": signatures,
+        "max_error": errors,
+        "tolerance": SAVEDMODEL_TOLERANCE,
+        "image_tolerance": IMAGE_TOLERANCE,
+    }
 
 
 # -- ONNX ---------------------------------------------------------------------------------------
@@ -291,8 +306,14 @@ def verify_onnx(path, function: ServingFunction, cases: list[Case], log=print) -
     log(f"Verifying {os.path.basename(path)} in onnxruntime...")
     check_onnx(path)
     session = onnx_session(path)
-    inputs = {i.name: {"dtype": i.type, "shape": [d if isinstance(d, int) else str(d) for d in i.shape]} for i in session.get_inputs()}
-    outputs = {o.name: {"dtype": o.type, "shape": [d if isinstance(d, int) else str(d) for d in o.shape]} for o in session.get_outputs()}
+    inputs = {
+        i.name: {"dtype": i.type, "shape": [d if isinstance(d, int) else str(d) for d in i.shape]}
+        for i in session.get_inputs()
+    }
+    outputs = {
+        o.name: {"dtype": o.type, "shape": [d if isinstance(d, int) else str(d) for d in o.shape]}
+        for o in session.get_outputs()
+    }
     if set(inputs) != set(function.input_names) or set(outputs) != set(function.output_names):
         raise VerificationError(
             f"{os.path.basename(path)} has inputs {sorted(inputs)} and outputs {sorted(outputs)}; "
@@ -307,7 +328,9 @@ def verify_onnx(path, function: ServingFunction, cases: list[Case], log=print) -
         try:
             got = dict(zip([o.name for o in session.get_outputs()], session.run(None, case.feeds)))
         except Exception as err:
-            raise VerificationError(f"{os.path.basename(path)} fails in onnxruntime at batch {case.batch}: {err}") from err
+            raise VerificationError(
+                f"{os.path.basename(path)} fails in onnxruntime at batch {case.batch}: {err}"
+            ) from err
         for output, expected in reference.items():
             error = scaled_error(got[output], expected)
             worst = max(worst, error)

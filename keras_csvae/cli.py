@@ -76,14 +76,18 @@ def cmd_evaluate(args):
     from keras_csvae.evaluation.evaluate import evaluate_run
     from keras_csvae.training.runs import METRICS_FILE
 
-    metrics = evaluate_run(args.run, max_examples=args.max_examples, edit_examples=args.edit_examples, judge_dir=args.judge_dir)
+    metrics = evaluate_run(
+        args.run, max_examples=args.max_examples, edit_examples=args.edit_examples, judge_dir=args.judge_dir
+    )
     summary = {k: v for k, v in metrics.items() if k != "per_label"}
     if "edits" in summary:
         summary["edits"] = {k: v for k, v in summary["edits"].items() if k != "per_label"}
     print(json.dumps(summary, indent=2))
     for name, values in metrics.get("edits", {}).get("per_label", {}).items():
         directions = ", ".join(
-            f"{d} {values[f'manipulation_accuracy_{d}']:.3f}" for d in ("on", "off") if f"manipulation_accuracy_{d}" in values
+            f"{d} {values[f'manipulation_accuracy_{d}']:.3f}"
+            for d in ("on", "off")
+            if f"manipulation_accuracy_{d}" in values
         )
         print(f"  {name}: manipulation {values['manipulation_accuracy']:.3f} ({directions})")
     figures = sorted(p.name for p in Path(args.run).glob("*.png"))
@@ -117,7 +121,9 @@ def cmd_data(args):
         return
     if args.preview:
         if args.dataset != "synthetic_faces":
-            raise ValueError("--preview draws synthetic_faces (with counterfactual pairs); other datasets have no preview.")
+            raise ValueError(
+                "--preview draws synthetic_faces (with counterfactual pairs); other datasets have no preview."
+            )
         from keras_csvae.data import preview
 
         preview.preview_grid(args.preview, image_size=args.image_size)
@@ -169,7 +175,8 @@ def build_parser():
     train.add_argument("--num-examples", type=int, help="use only this many training examples")
     train.add_argument(
         "--data-dir",
-        help="tensorflow-datasets data directory holding prepared CelebA (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)",
+        help="tensorflow-datasets data directory holding prepared CelebA "
+        "(default: $TFDS_DATA_DIR or ~/tensorflow_datasets)",
     )
     train.add_argument("--betas", help="β1..β5, comma-separated (default 20,1,0.2,10,1)")
     train.add_argument("--prior", choices=["A", "B"], help="prior convention of p(w|y) (default B)")

@@ -1,6 +1,6 @@
 """The CSVAE objective as pure functions of tensors.
 
-Notation (paper.md): ``x`` data, ``y`` binary labels ``[batch, k]``, ``w`` the
+Notation of the paper (Klys et al., 2018): ``x`` data, ``y`` binary labels ``[batch, k]``, ``w`` the
 label subspaces ``W_1 x ... x W_k`` laid out as ``[batch, k * w_dim]`` (label
 ``i`` owns columns ``i*w_dim : (i+1)*w_dim``), ``z`` the rest ``[batch, z_dim]``.
 
@@ -33,7 +33,7 @@ class WPrior:
     ``y_i = 0 → N(mean_absent·1, scale_absent² I)``,
     ``y_i = 1 → N(mean_present·1, scale_present² I)``.
 
-    The default is convention "B" of paper.md: absence is a tight point at the
+    The default is convention "B": absence is a tight point at the
     origin, presence a broad region with room for several styles.
     ``WPrior.convention("A")`` gives the reverse, used by several
     re-implementations.
@@ -45,7 +45,7 @@ class WPrior:
     scale_present: float = 1.0
 
     @classmethod
-    def convention(cls, name: str) -> "WPrior":
+    def convention(cls, name: str) -> WPrior:
         if name == "B":
             return cls()
         if name == "A":
@@ -93,9 +93,9 @@ def reconstruction_log_likelihood(x, x_mean, scale: float = 1.0):
     """
     x = tf.reshape(x, [tf.shape(x)[0], -1])
     x_mean = tf.reshape(tf.cast(x_mean, x.dtype), [tf.shape(x_mean)[0], -1])
-    return tfd.Independent(
-        tfd.Normal(loc=x_mean, scale=tf.cast(scale, x.dtype)), reinterpreted_batch_ndims=1
-    ).log_prob(x)
+    return tfd.Independent(tfd.Normal(loc=x_mean, scale=tf.cast(scale, x.dtype)), reinterpreted_batch_ndims=1).log_prob(
+        x
+    )
 
 
 def kl_z(z_mean, z_log_var):
@@ -144,7 +144,7 @@ class Betas:
     adversary: float = 1.0  # β5
 
     @classmethod
-    def from_list(cls, values) -> "Betas":
+    def from_list(cls, values) -> Betas:
         values = list(values)
         if len(values) != 5:
             raise ValueError(f"betas needs 5 numbers (β1..β5), got {values}.")

@@ -27,7 +27,7 @@ import asyncio
 import collections
 import concurrent.futures
 import dataclasses
-from typing import Callable, Hashable
+from collections.abc import Callable, Hashable
 
 from serving.errors import InvalidArgument, Unavailable
 
@@ -180,7 +180,7 @@ class MicroBatcher:
             self._arrived.clear()
             try:
                 await asyncio.wait_for(self._arrived.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return
 
     def _take(self, key) -> list[_Request]:
@@ -247,7 +247,7 @@ class MicroBatcher:
                 await self._dispatcher
             except asyncio.CancelledError:
                 pass
-        for key, queue in self._queues.items():
+        for queue in self._queues.values():
             for request in queue:
                 if not request.future.done():
                     request.future.set_exception(Unavailable("The server is shutting down"))

@@ -11,7 +11,7 @@ can be copied into any app::
     client.predict([{"x": pixels, "y": [0, 0, 0], "y_target": [1, 0, 0]}])   # row format -> predictions
     client.predict(inputs={"x": batch, "y": labels, "y_target": targets})     # columnar -> outputs
 
-Requests and answers are exactly TF Serving's (``../shared/serving-api.md``);
+Requests and answers are exactly TF Serving's (https://www.tensorflow.org/tfx/serving/api_rest);
 an error answer raises ``ClientError`` with its status and message.
 """
 
@@ -71,8 +71,16 @@ class TFServingClient:
         (``metadata.json``'s ``model.label_names``; TF Serving's metadata has none).
     """
 
-    def __init__(self, url: str = "http://127.0.0.1:8501", model: str = "csvae", *, version: int | None = None,
-                 label: str | None = None, timeout: float = 30.0, label_names=None):
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:8501",
+        model: str = "csvae",
+        *,
+        version: int | None = None,
+        label: str | None = None,
+        timeout: float = 30.0,
+        label_names=None,
+    ):
         if version is not None and label is not None:
             raise ValueError("pin a version or a label, not both")
         self.url, self.model, self.version, self.label = url.rstrip("/"), model, version, label
@@ -192,6 +200,7 @@ class TFServingClient:
         """One picture: ``target`` (and ``source``, its own labels) are ``[k]``
         values in label order, or ``{label: value}``."""
         return self.manipulate_images(
-            [png_bytes], [target] if not isinstance(target, dict) else target,
+            [png_bytes],
+            [target] if not isinstance(target, dict) else target,
             None if source is None else ([source] if not isinstance(source, dict) else source),
         )[0]

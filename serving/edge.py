@@ -105,8 +105,11 @@ class Editor:
             session = onnx_session(path, self.threads)
             inputs = sorted(i.name for i in session.get_inputs())
             # manipulate.onnx of exports before the per-label edit takes no source labels.
-            expected = {"manipulate": (["x", "y", "y_target"], ["x", "y_target"]), "edit_at": (["w", "x"],),
-                        "encode": (["x", "y"],)}.get(name)
+            expected = {
+                "manipulate": (["x", "y", "y_target"], ["x", "y_target"]),
+                "edit_at": (["w", "x"],),
+                "encode": (["x", "y"],),
+            }.get(name)
             if expected and inputs not in expected:
                 raise EditError(
                     f"{path.name} takes inputs {inputs}; the editor needs {expected[0]} "
@@ -297,22 +300,41 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", required=True, help="export directory (csvae export --out)")
     parser.add_argument(
-        "--set", dest="labels", action="append", type=_label_value, required=True, metavar="LABEL=VALUE",
+        "--set",
+        dest="labels",
+        action="append",
+        type=_label_value,
+        required=True,
+        metavar="LABEL=VALUE",
         help="a target label, 0 or 1 (repeat for several: --set glasses=1 --set smile=0)",
     )
     parser.add_argument(
-        "--from", dest="source", action="append", type=_label_value, default=[], metavar="LABEL=VALUE",
+        "--from",
+        dest="source",
+        action="append",
+        type=_label_value,
+        default=[],
+        metavar="LABEL=VALUE",
         help="a label the picture has now, 0 or 1 (default: a label set to 1 was 0, set to 0 was 1, others 0)",
     )
     how = parser.add_mutually_exclusive_group()
-    how.add_argument("--style", type=int, metavar="K",
-                     help=f"the K-th of {STYLE_SIDE ** 2} fixed styles in each present label's subspace")
-    how.add_argument("--grid", action="store_true",
-                     help="write a traversal grid of the present labels' subspaces (tile K = --style K)")
-    parser.add_argument("--grid-size", type=int, default=STYLE_SIDE,
-                        help=f"tiles per side of --grid (default {STYLE_SIDE})")
-    parser.add_argument("--out", required=True,
-                        help="the file to write; its extension picks the format: .png, .jpg/.jpeg or .webp")
+    how.add_argument(
+        "--style",
+        type=int,
+        metavar="K",
+        help=f"the K-th of {STYLE_SIDE**2} fixed styles in each present label's subspace",
+    )
+    how.add_argument(
+        "--grid",
+        action="store_true",
+        help="write a traversal grid of the present labels' subspaces (tile K = --style K)",
+    )
+    parser.add_argument(
+        "--grid-size", type=int, default=STYLE_SIDE, help=f"tiles per side of --grid (default {STYLE_SIDE})"
+    )
+    parser.add_argument(
+        "--out", required=True, help="the file to write; its extension picks the format: .png, .jpg/.jpeg or .webp"
+    )
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
     parser.set_defaults(func=run)
     return parser

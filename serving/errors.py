@@ -1,7 +1,7 @@
 """Errors that become HTTP answers, with TF Serving's status-code mapping.
 
-TF Serving turns a ``tensorflow::Status`` into an HTTP status (see
-``../shared/serving-api.md``): INVALID_ARGUMENT 400, NOT_FOUND 404,
+TF Serving turns a ``tensorflow::Status`` into an HTTP status (its
+``http_rest_api_handler``): INVALID_ARGUMENT 400, NOT_FOUND 404,
 RESOURCE_EXHAUSTED 429, INTERNAL 500, UNIMPLEMENTED 501, UNAVAILABLE 503,
 DEADLINE_EXCEEDED 504. Two transport errors TF Serving's HTTP layer has no
 status for are added: 408 (the body did not arrive in time) and 413 (the body

@@ -1,6 +1,6 @@
 """Request parsing and response writing for the two HTTP contracts.
 
-TF Serving REST API v1 (``../shared/serving-api.md``), following
+TF Serving REST API v1 (https://www.tensorflow.org/tfx/serving/api_rest), following
 ``tensorflow_serving/util/json_tensor.cc``:
 
 - ``{"signature_name"?, "instances": [...]}`` (row format: one entry per
@@ -126,10 +126,14 @@ def float_tensor(value, where: str) -> np.ndarray:
         if array.size and not np.all(np.isfinite(array)):
             raise InvalidArgument(f"{where}: NaN or infinite values are not accepted")
         if array.size and np.max(np.abs(array)) > FLOAT32_MAX:
-            raise InvalidArgument(f"{where}: Cannot convert JSON value: {np.max(np.abs(array))} to float without loss of precision.")
+            raise InvalidArgument(
+                f"{where}: Cannot convert JSON value: {np.max(np.abs(array))} to float without loss of precision."
+            )
     elif kind in "iu":
         if array.size and np.max(np.abs(array.astype(np.float64))) > MAX_EXACT_INT:
-            raise InvalidArgument(f"{where}: Cannot convert JSON value: {np.max(np.abs(array))} to float without loss of precision.")
+            raise InvalidArgument(
+                f"{where}: Cannot convert JSON value: {np.max(np.abs(array))} to float without loss of precision."
+            )
     elif kind == "b":
         raise InvalidArgument(f"{where}: JSON Value: {_short(value, 40)} Type: Bool is not of expected type: float")
     elif kind in "US":
@@ -237,7 +241,8 @@ def parse_predict(document: dict, signature: Signature, max_rows: int | None = N
     has_instances, has_inputs = INSTANCES in document, INPUTS in document
     if has_instances and has_inputs:
         raise InvalidArgument(
-            f"JSON Value: {_short(document)} Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist"
+            f"JSON Value: {_short(document)} Not formatted correctly expecting only one of 'inputs' or 'instances' "
+            "keys to exist"
         )
     if has_instances:
         columns = _instance_columns(document[INSTANCES], signature)
@@ -333,7 +338,9 @@ def predict_response(request: Request, outputs: dict) -> bytes:
         if len(specs) == 1:
             return dumps({"predictions": _json_tensor(specs[0], outputs[specs[0].name])})
         columns = {spec.name: _json_tensor(spec, outputs[spec.name]) for spec in specs}
-        return dumps({"predictions": [{name: column[i] for name, column in columns.items()} for i in range(request.rows)]})
+        return dumps(
+            {"predictions": [{name: column[i] for name, column in columns.items()} for i in range(request.rows)]}
+        )
     if len(specs) == 1:
         return dumps({"outputs": _json_tensor(specs[0], outputs[specs[0].name])})
     return dumps({"outputs": {spec.name: _json_tensor(spec, outputs[spec.name]) for spec in specs}})
@@ -389,8 +396,20 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 V2_EXTENSIONS = ("binary_tensor_data", "model_repository")
 # Bytes per element of each OIP datatype (BYTES: 4-byte little-endian length + bytes each).
 V2_ITEM_SIZES = {
-    "BOOL": 1, "UINT8": 1, "INT8": 1, "UINT16": 2, "INT16": 2, "FP16": 2, "BF16": 2,
-    "UINT32": 4, "INT32": 4, "FP32": 4, "UINT64": 8, "INT64": 8, "FP64": 8, "BYTES": None,
+    "BOOL": 1,
+    "UINT8": 1,
+    "INT8": 1,
+    "UINT16": 2,
+    "INT16": 2,
+    "FP16": 2,
+    "BF16": 2,
+    "UINT32": 4,
+    "INT32": 4,
+    "FP32": 4,
+    "UINT64": 8,
+    "INT64": 8,
+    "FP64": 8,
+    "BYTES": None,
 }
 _UNSUPPORTED_PARAMETERS = {
     "shared_memory_region": "the shared memory extensions are not supported: send the data in the request",
@@ -471,7 +490,9 @@ def _flag(parameters: dict, key: str, where: str) -> bool | None:
 
 def _binary_float32(raw: bytes, count: int, where: str) -> np.ndarray:
     if len(raw) != 4 * count:
-        raise InvalidArgument(f"{where}: {len(raw)} bytes of binary data, but its shape needs {count} FP32 values = {4 * count} bytes")
+        raise InvalidArgument(
+            f"{where}: {len(raw)} bytes of binary data, but its shape needs {count} FP32 values = {4 * count} bytes"
+        )
     array = np.frombuffer(raw, dtype="<f4").astype(np.float32, copy=False)
     if array.size and not np.all(np.isfinite(array)):
         raise InvalidArgument(f"{where}: NaN or infinite values are not accepted")
@@ -484,15 +505,22 @@ def _binary_strings(raw: bytes, count: int, where: str) -> np.ndarray:
     view = memoryview(raw)
     for i in range(count):
         if offset + 4 > len(raw):
-            raise InvalidArgument(f"{where}: binary BYTES data ends before element {i} of {count} (each is a 4-byte length, then the bytes)")
+            raise InvalidArgument(
+                f"{where}: binary BYTES data ends before element {i} of {count} (each is a 4-byte length, then the "
+                "bytes)"
+            )
         size = int.from_bytes(view[offset : offset + 4], "little")
         offset += 4
         if offset + size > len(raw):
-            raise InvalidArgument(f"{where}: BYTES element {i} claims {size} bytes, but only {len(raw) - offset} remain")
+            raise InvalidArgument(
+                f"{where}: BYTES element {i} claims {size} bytes, but only {len(raw) - offset} remain"
+            )
         items.append(bytes(view[offset : offset + size]))
         offset += size
     if offset != len(raw):
-        raise InvalidArgument(f"{where}: {len(raw) - offset} bytes left after the {count} BYTES elements its shape holds")
+        raise InvalidArgument(
+            f"{where}: {len(raw) - offset} bytes left after the {count} BYTES elements its shape holds"
+        )
     array = np.empty(count, dtype=object)
     array[:] = items
     return array
@@ -522,17 +550,23 @@ def parse_infer(body: InferBody, signature: Signature, model: str, max_rows: int
         name = item["name"]
         where = f"input '{name}'"
         if name not in signature.input_names:
-            raise InvalidArgument(f"unexpected inference input '{name}' for model '{model}' (inputs: {', '.join(signature.input_names)})")
+            raise InvalidArgument(
+                f"unexpected inference input '{name}' for model '{model}' (inputs: {', '.join(signature.input_names)})"
+            )
         if name in inputs:
             raise InvalidArgument(f"input '{name}' is given twice")
         spec = signature.input(name)
         shape, datatype = item.get("shape"), item.get("datatype")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
             raise InvalidArgument(f"{where}: 'shape' must be a list of non-negative integers")
         if shape:
             _check_rows(shape[0], max_rows)
         if datatype not in V2_ITEM_SIZES:
-            raise InvalidArgument(f"{where}: unknown datatype {_short(datatype, 40)} (one of {', '.join(V2_ITEM_SIZES)})")
+            raise InvalidArgument(
+                f"{where}: unknown datatype {_short(datatype, 40)} (one of {', '.join(V2_ITEM_SIZES)})"
+            )
         if datatype != spec.v2_datatype:
             raise InvalidArgument(f"{where}: datatype {datatype!r} does not match the model's {spec.v2_datatype}")
         if len(shape) != len(spec.shape) or not spec.accepts(shape):
@@ -548,7 +582,11 @@ def parse_infer(body: InferBody, signature: Signature, model: str, max_rows: int
             if offset + size > len(body.binary):
                 raise InvalidArgument(
                     f"{where}: binary data ends at byte {offset + size} after the JSON header, but "
-                    + (f"only {len(body.binary)} bytes follow it" if body.header_length is not None else f"the request has no {HEADER_LENGTH} header")
+                    + (
+                        f"only {len(body.binary)} bytes follow it"
+                        if body.header_length is not None
+                        else f"the request has no {HEADER_LENGTH} header"
+                    )
                 )
             raw = body.binary[offset : offset + size]
             offset += size
@@ -570,23 +608,33 @@ def parse_infer(body: InferBody, signature: Signature, model: str, max_rows: int
         inputs[name] = data
     if offset != len(body.binary):
         raise InvalidArgument(
-            f"{len(body.binary)} bytes of binary data follow the JSON header, but the inputs' 'binary_data_size' add up to {offset}"
+            f"{len(body.binary)} bytes of binary data follow the JSON header, but the inputs' 'binary_data_size' add "
+            f"up to {offset}"
         )
     missing = [n for n in signature.input_names if n not in inputs]
     if missing:
-        raise InvalidArgument(f"expected {len(signature.input_names)} inputs but got {len(inputs)}; missing: {', '.join(missing)}")
+        raise InvalidArgument(
+            f"expected {len(signature.input_names)} inputs but got {len(inputs)}; missing: {', '.join(missing)}"
+        )
     outputs, binary = None, None
     if document.get("outputs") is not None:
         asked = document["outputs"]
-        if not isinstance(asked, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in asked):
+        if not isinstance(asked, list) or not all(
+            isinstance(o, dict) and isinstance(o.get("name"), str) for o in asked
+        ):
             raise InvalidArgument("'outputs' must be a list of {\"name\": ...} objects")
         outputs = tuple(o["name"] for o in asked)
         unknown = [n for n in outputs if n not in signature.output_names]
         if unknown:
-            raise InvalidArgument(f"unexpected inference output '{unknown[0]}' for model '{model}' (outputs: {', '.join(signature.output_names)})")
+            raise InvalidArgument(
+                f"unexpected inference output '{unknown[0]}' for model '{model}' (outputs: "
+                f"{', '.join(signature.output_names)})"
+            )
         binary = []
         for o in asked:
-            flag = _flag(_parameters(o.get("parameters"), f"output '{o['name']}': "), "binary_data", f"output '{o['name']}': ")
+            flag = _flag(
+                _parameters(o.get("parameters"), f"output '{o['name']}': "), "binary_data", f"output '{o['name']}': "
+            )
             binary.append(binary_default if flag is None else flag)
         binary = tuple(binary)
     request = Request(signature, inputs, _batch_size(inputs), outputs=outputs, request_id=request_id)
@@ -612,7 +660,9 @@ def infer_response(model: str, version: int, request: Request, outputs: dict) ->
         spec, array = request.signature.output(name), outputs[name]
         answer = {"name": name, "shape": list(array.shape), "datatype": spec.v2_datatype}
         if binary:
-            raw = _length_prefixed(array) if spec.dtype == STRING else np.ascontiguousarray(array, dtype="<f4").tobytes()
+            raw = (
+                _length_prefixed(array) if spec.dtype == STRING else np.ascontiguousarray(array, dtype="<f4").tobytes()
+            )
             answer["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)
         elif spec.dtype == STRING:
@@ -625,7 +675,12 @@ def infer_response(model: str, version: int, request: Request, outputs: dict) ->
             answer["data"] = np.ascontiguousarray(array, dtype=np.float32).ravel()
         answers.append(answer)
     header = dumps(
-        {"model_name": model, "model_version": str(version), "id": request.request_id or str(uuid.uuid4()), "outputs": answers}
+        {
+            "model_name": model,
+            "model_version": str(version),
+            "id": request.request_id or str(uuid.uuid4()),
+            "outputs": answers,
+        }
     )
     if not blobs:
         return header, None

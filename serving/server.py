@@ -40,7 +40,9 @@ log = logging.getLogger("serving")
 
 # TF Serving's REST routes (tensorflow_serving/model_servers/http_rest_api_handler.cc).
 _VERSION = r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
-_PREDICT = re.compile(r"/v1/models/(?P<name>[^/:]+)" + _VERSION + r":(?P<method>classify|regress|predict)", re.IGNORECASE)
+_PREDICT = re.compile(
+    r"/v1/models/(?P<name>[^/:]+)" + _VERSION + r":(?P<method>classify|regress|predict)", re.IGNORECASE
+)
 _STATUS = re.compile(r"/v1/models(?:/(?P<name>[^/:]+))?" + _VERSION + r"(?P<metadata>/metadata)?", re.IGNORECASE)
 _V2_MODEL = re.compile(r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<tail>/ready|/infer)?")
 JSON = "application/json"
@@ -127,7 +129,10 @@ class ModelServer:
         # A registry per server (tests run several in one process).
         self.metrics = prometheus_client.CollectorRegistry(auto_describe=False)
         self.requests_total = prometheus_client.Counter(
-            "csvae_serving_requests", "HTTP requests answered, by API and status code", ["api", "code"], registry=self.metrics
+            "csvae_serving_requests",
+            "HTTP requests answered, by API and status code",
+            ["api", "code"],
+            registry=self.metrics,
         )
         self.metrics.register(_ServerCollector(self))
         self.app = web.Application(client_max_size=self.config.max_body_bytes)
@@ -138,7 +143,9 @@ class ModelServer:
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> int:
         """Starts listening; returns the port (useful with ``port=0``)."""
-        self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None, shutdown_timeout=self.config.shutdown_timeout_s)
+        self._runner = web.AppRunner(
+            self.app, handle_signals=False, access_log=None, shutdown_timeout=self.config.shutdown_timeout_s
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port, backlog=1024)
         await site.start()
@@ -164,8 +171,12 @@ class ModelServer:
                 self._idle = asyncio.Event()
                 try:
                     await asyncio.wait_for(self._idle.wait(), self.config.shutdown_timeout_s)
-                except asyncio.TimeoutError:
-                    log.warning("%d request(s) still running after %g s; closing", self.in_flight, self.config.shutdown_timeout_s)
+                except TimeoutError:
+                    log.warning(
+                        "%d request(s) still running after %g s; closing",
+                        self.in_flight,
+                        self.config.shutdown_timeout_s,
+                    )
             await self._runner.cleanup()
         await self.batcher.close(timeout=self.config.shutdown_timeout_s)
 
@@ -225,7 +236,10 @@ class ModelServer:
         if api == "v2":
             return await self._v2(request, path, method)
         if api == "metrics" and method == "GET":
-            return web.Response(body=prometheus_client.generate_latest(self.metrics), headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
+            return web.Response(
+                body=prometheus_client.generate_latest(self.metrics),
+                headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST},
+            )
         raise NotFound(f"Not found: {method} {path}")
 
     # -- TF Serving REST v1 ------------------------------------------------------------------------
@@ -236,7 +250,8 @@ class ModelServer:
             if match["method"].lower() != "predict":
                 await self._body(request)
                 raise InvalidArgument(
-                    f"Expected {match['method'].lower()} signature method_name to be tensorflow/serving/{match['method'].lower()}. "
+                    f"Expected {match['method'].lower()} signature method_name to be "
+                    f"tensorflow/serving/{match['method'].lower()}. "
                     "Was: tensorflow/serving/predict (this server implements :predict)"
                 )
             return await self._predict(request, match["name"], version, match["label"])
@@ -290,7 +305,9 @@ class ModelServer:
                 if any(signature in s.signatures for s in self.repository.models[model].values()):
                     return model, signature
                 break
-        raise NotFound(f"Model {name!r} is not served (v2 models: {', '.join(sorted({n for n, _, _ in self._v2_entries()}))})")
+        raise NotFound(
+            f"Model {name!r} is not served (v2 models: {', '.join(sorted({n for n, _, _ in self._v2_entries()}))})"
+        )
 
     def _v2_entries(self) -> list[tuple[str, int, bool]]:
         """``(v2 name, version, ready)`` of every signature of every served version."""
@@ -305,7 +322,11 @@ class ModelServer:
     async def _v2(self, request, path, method):
         lowered = path.rstrip("/").lower()
         if method == "GET" and lowered == "/v2":
-            return _json(protocol.dumps({"name": PACKAGE, "version": package_version(), "extensions": list(protocol.V2_EXTENSIONS)}))
+            return _json(
+                protocol.dumps(
+                    {"name": PACKAGE, "version": package_version(), "extensions": list(protocol.V2_EXTENSIONS)}
+                )
+            )
         if method == "GET" and lowered == "/v2/health/live":
             return _json(protocol.dumps({"live": True}))
         if method == "GET" and lowered == "/v2/health/ready":
@@ -319,7 +340,9 @@ class ModelServer:
             return _json(protocol.repository_index(self._v2_entries(), document))
         if lowered.startswith("/v2/repository/"):
             await self._body(request)
-            raise InvalidArgument("Model control is not supported: every signature of the export is loaded when the server starts")
+            raise InvalidArgument(
+                "Model control is not supported: every signature of the export is loaded when the server starts"
+            )
         match = _V2_MODEL.fullmatch(path.rstrip("/"))
         if not match:
             raise NotFound(f"Not found: {method} {path}")
@@ -339,14 +362,20 @@ class ModelServer:
             body = protocol.split_infer_body(await self._body(request), request.headers.get(protocol.HEADER_LENGTH))
             asked = protocol.v2_signature_name(body.document)
             if signature_name is not None and asked is not None and asked != signature_name:
-                raise InvalidArgument(f"Model {name!r} is signature {signature_name!r}; 'parameters.signature_name' says {asked!r}")
+                raise InvalidArgument(
+                    f"Model {name!r} is signature {signature_name!r}; 'parameters.signature_name' says {asked!r}"
+                )
             signature = protocol.find_signature(servable.signatures, signature_name or asked or SERVING_DEFAULT)
             parsed = protocol.parse_infer(body, signature, name, max_rows=self.config.max_batch_size)
             outputs = await self._infer(servable, parsed)
             answer, header_length = protocol.infer_response(name, servable.version, parsed, outputs)
             if header_length is None:
                 return _json(answer)
-            return web.Response(body=answer, content_type="application/octet-stream", headers={protocol.HEADER_LENGTH: str(header_length)})
+            return web.Response(
+                body=answer,
+                content_type="application/octet-stream",
+                headers={protocol.HEADER_LENGTH: str(header_length)},
+            )
         if method != "GET":
             raise InvalidArgument(f"Malformed request: {method} {path}")
         if tail == "/ready":
@@ -361,12 +390,14 @@ class ModelServer:
         """The request body, within ``max_body_bytes`` (413) and ``read_timeout_s`` (408)."""
         limit = self.config.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
-            raise PayloadTooLarge(f"Request body of {request.content_length} bytes is larger than the limit of {limit} bytes")
+            raise PayloadTooLarge(
+                f"Request body of {request.content_length} bytes is larger than the limit of {limit} bytes"
+            )
         try:
             return await asyncio.wait_for(request.read(), self.config.read_timeout_s)
         except web.HTTPRequestEntityTooLarge as err:
             raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes") from err
-        except asyncio.TimeoutError as err:
+        except TimeoutError as err:
             raise RequestTimeout(f"The request body did not arrive within {self.config.read_timeout_s:g} s") from err
 
     async def _infer(self, servable, parsed: protocol.Request) -> dict:
@@ -375,14 +406,14 @@ class ModelServer:
         key = (servable, parsed.signature.name, shapes)
         try:
             return await asyncio.wait_for(self.batcher.submit(key, parsed.inputs, parsed.rows), self.config.timeout_s)
-        except asyncio.TimeoutError as err:
+        except TimeoutError as err:
             raise DeadlineExceeded(f"Deadline exceeded: no answer within {self.config.timeout_s:g} s") from err
 
 
 class _ServerCollector:
     """The batcher's counters and the server's gauges, read when Prometheus scrapes."""
 
-    def __init__(self, server: "ModelServer"):
+    def __init__(self, server: ModelServer):
         self.server = server
 
     def describe(self):
@@ -396,11 +427,19 @@ class _ServerCollector:
             ("csvae_serving_batches", "Model calls made by the micro-batcher", stats.batches),
             ("csvae_serving_batched_requests", "Requests that went through the micro-batcher", stats.requests),
             ("csvae_serving_batched_rows", "Rows (examples) computed by the micro-batcher", stats.rows),
-            ("csvae_serving_queue_full", "Requests refused because the queue was full (503)", stats.rejected_queue_full),
+            (
+                "csvae_serving_queue_full",
+                "Requests refused because the queue was full (503)",
+                stats.rejected_queue_full,
+            ),
         ):
             yield CounterMetricFamily(name, documentation, value=value)
-        yield GaugeMetricFamily("csvae_serving_in_flight", "Requests being handled, this scrape included", value=server.in_flight)
-        yield GaugeMetricFamily("csvae_serving_queue_waiting", "Requests waiting for a worker", value=server.batcher.waiting)
+        yield GaugeMetricFamily(
+            "csvae_serving_in_flight", "Requests being handled, this scrape included", value=server.in_flight
+        )
+        yield GaugeMetricFamily(
+            "csvae_serving_queue_waiting", "Requests waiting for a worker", value=server.batcher.waiting
+        )
 
 
 class ServerThread:
@@ -424,7 +463,7 @@ class ServerThread:
         """Runs ``coroutine`` on the server's loop and waits for its result."""
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
 
-    def start(self) -> "ServerThread":
+    def start(self) -> ServerThread:
         self._thread.start()
         self.call(self.server.start())
         return self
@@ -456,7 +495,9 @@ def run(repository, config: ServerConfig, announce=print) -> None:
     server = ModelServer(repository, config)
 
     def ready(port):
-        names = ", ".join(f"{name} (versions {', '.join(map(str, sorted(v)))})" for name, v in repository.models.items())
+        names = ", ".join(
+            f"{name} (versions {', '.join(map(str, sorted(v)))})" for name, v in repository.models.items()
+        )
         batching = f"on: max {config.max_batch_size} rows, {config.batch_timeout_ms:g} ms" if config.batching else "off"
         announce(
             f"Serving {names} with {repository.platform} on http://{config.host}:{port} "

@@ -88,5 +88,5 @@ class Signature:
     def output(self, name: str) -> TensorSpec:
         return next(spec for spec in self.outputs if spec.name == name)
 
-    def renamed(self, name: str) -> "Signature":
+    def renamed(self, name: str) -> Signature:
         return dataclasses.replace(self, name=name)

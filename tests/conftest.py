@@ -22,9 +22,7 @@ def pytest_configure(config):
 
     cpus = tf.config.list_physical_devices("CPU")
     try:
-        tf.config.set_logical_device_configuration(
-            cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
-        )
+        tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
     except RuntimeError:  # runtime already initialised by a plugin
         pass
 

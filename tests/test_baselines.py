@@ -2,17 +2,17 @@
 editing rules and input checks, through shared helpers parametrised over the
 three models."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import keras
+from helpers import assert_changed, assert_unchanged, run_python, weights_of
 
 from keras_csvae.data import load_arrays, registry
-from keras_csvae.models import MODELS, CondVAE, CondVAEInfo, InputError, VAE
+from keras_csvae.models import MODELS, VAE, CondVAE, CondVAEInfo, InputError
 from keras_csvae.models.numpy_api import NumpyAPI
 from keras_csvae.training.config import TrainConfig
 from keras_csvae.training.train import build_model, compile_model
-from helpers import assert_changed, assert_unchanged, run_python, weights_of
 
 BASELINES = ("vae", "condvae", "condvae_info")
 COMMON_METRICS = {"loss", "reconstruction_log_likelihood", "reconstruction_mse", "kl_z"}
@@ -24,7 +24,13 @@ EXPECTED_METRICS = {
 # CSVAE-style kwargs: the same ones must build every model.
 SMALL_MLP = dict(z_dim=2, w_dim=1, hidden_units=(16, 16), adversary_units=(8,), betas=[20, 1, 0.2, 10, 1], prior="B")
 SMALL_CONV = dict(
-    z_dim=2, w_dim=1, architecture="conv", conv_filters=(4, 8), dense_units=16, decoder_filters=(8, 4), adversary_units=(8,)
+    z_dim=2,
+    w_dim=1,
+    architecture="conv",
+    conv_filters=(4, 8),
+    dense_units=16,
+    decoder_filters=(8, 4),
+    adversary_units=(8,),
 )
 
 
@@ -75,7 +81,6 @@ def fit(model, data, epochs=1, batch_size=64, **kwargs):
 def edit(model, x, y):
     """Each model's paper edit: switch every label."""
     return model.manipulate(x, y_target=1.0 - y, y=y)
-
 
 
 # -- training -------------------------------------------------------------------------------------
@@ -146,7 +151,9 @@ def test_condvae_info_objective_is_elbo_minus_weighted_cross_entropy(swiss_roll)
     betas = model.betas
     expected = -betas.reconstruction * terms["reconstruction_log_likelihood"] + betas.kl_z * terms["kl_z"]
     np.testing.assert_allclose(terms["loss"], expected - betas.adversary_entropy * cross_entropy, rtol=1e-4, atol=1e-3)
-    np.testing.assert_allclose(model.adversary_loss(codes, tf.constant(y), False), betas.adversary * cross_entropy, rtol=1e-4)
+    np.testing.assert_allclose(
+        model.adversary_loss(codes, tf.constant(y), False), betas.adversary * cross_entropy, rtol=1e-4
+    )
 
 
 # -- serialisation ----------------------------------------------------------------------------------
@@ -185,7 +192,7 @@ def test_serving_functions_match_numpy_api(name, images, trained):
     functions = model.serving_functions()
     assert {"encode", "decode", "reconstruct", "manipulate"} <= set(functions)
     values = {"x": x, "y": y, "y_target": 1.0 - y}
-    for fn_name, (fn, specs) in functions.items():
+    for fn, specs in functions.values():
         assert all(spec.dtype == tf.float32 and spec.shape[0] is None and spec.name for spec in specs)
         if "z" in [s.name for s in specs] or "eps_z" in [s.name for s in specs]:
             continue
@@ -260,9 +267,7 @@ def test_vae_attribute_vectors_and_edit_rule(swiss_roll):
         np.testing.assert_allclose(residual, 0, atol=1e-4)
 
     # manipulate decodes the edited code; the middle variant (strength 1) is that edit.
-    np.testing.assert_allclose(
-        model.manipulate(x[:8], [[1]]), model.decode(model.edit_codes(z[:8], [[1]])), atol=1e-5
-    )
+    np.testing.assert_allclose(model.manipulate(x[:8], [[1]]), model.decode(model.edit_codes(z[:8], [[1]])), atol=1e-5)
     variants = model.edit_variants(x[:8], "label_0", n=3)
     np.testing.assert_allclose(variants[1], model.manipulate(x[:8], [[1]]), atol=1e-5)
     assert not np.allclose(variants[0], variants[2])

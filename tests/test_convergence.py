@@ -4,7 +4,6 @@ default configurations, exactly as a user runs them."""
 import json
 
 import pytest
-
 from helpers import csvae_cli
 
 

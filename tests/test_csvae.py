@@ -1,10 +1,10 @@
 """The CSVAE model: training step, optimiser isolation, editing API, saving, bad input."""
 
+import keras
 import numpy as np
 import pytest
-import keras
-
 from helpers import assert_changed, assert_unchanged, compiled, random_data, run_python, tiny_csvae, weights_of
+
 from keras_csvae import CSVAE, InputError
 from keras_csvae.models.csvae import METRIC_NAMES
 
@@ -211,8 +211,8 @@ def test_keras_file_round_trip_in_fresh_process_and_resume_fit(tmp_path):
     code = f"""
 import numpy as np, keras, keras_csvae.models
 m = keras.saving.load_model({str(path)!r})
-x = np.load({str(tmp_path / 'x.npy')!r}); y = np.load({str(tmp_path / 'y.npy')!r})
-np.save({str(tmp_path / 'edited.npy')!r}, m.manipulate(x, [1, 0]))
+x = np.load({str(tmp_path / "x.npy")!r}); y = np.load({str(tmp_path / "y.npy")!r})
+np.save({str(tmp_path / "edited.npy")!r}, m.manipulate(x, [1, 0]))
 print(int(m.optimizer.iterations.numpy()), int(m.adversary_optimizer.iterations.numpy()))
 m.fit(x, y, batch_size=16, epochs=1, verbose=0)
 print(int(m.optimizer.iterations.numpy()), int(m.adversary_optimizer.iterations.numpy()))

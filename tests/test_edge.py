@@ -15,11 +15,11 @@ import sys
 
 import numpy as np
 import pytest
+from test_serving import BLOCKER, SIZE, _tiny_model, decode_pngs, images, png_of, shared_export
 
 from serving import edge
 from serving.runtime.contract import ContractError, style_grid
 from serving.runtime.images import EXIF_ORIENTATION, ImageError, decode_image, encode_png
-from test_serving import BLOCKER, SIZE, _tiny_model, decode_pngs, images, png_of, shared_export
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +52,17 @@ def test_edit_matches_the_keras_model_and_the_savedmodel(editor, model, export_d
     np.testing.assert_allclose(edited, expected, atol=1e-5)
     as_png = decode_pngs([editor.edit(p, labels) for p in pngs])  # bytes in, PNG out
     loaded = tf.saved_model.load(str(export_dir / "savedmodel" / "csvae" / "1"))
-    savedmodel = loaded.signatures["manipulate_image"](image_bytes=tf.constant(np.array(pngs, object)), y=tf.constant(source), y_target=tf.constant(y))
+    savedmodel = loaded.signatures["manipulate_image"](
+        image_bytes=tf.constant(np.array(pngs, object)), y=tf.constant(source), y_target=tf.constant(y)
+    )
     assert np.abs(as_png - decode_pngs(savedmodel["edited_image_bytes"].numpy())).max() <= 1
     # a batch, and a uint8 picture of another size (resized like the SavedModel does)
     np.testing.assert_allclose(editor.edit(pixels, labels), edited, atol=1e-6)
     big = np.random.default_rng(21).integers(0, 256, (40, 30, 3), dtype=np.uint8)
     resized = tf.image.resize(big[None] / 255, [SIZE, SIZE], antialias=True).numpy().astype(np.float32)
-    np.testing.assert_allclose(editor.edit(big, {"smile": 1}), model.manipulate(resized, [[0, 1, 0]], y=[[0, 0, 0]])[0], atol=1e-5)
+    np.testing.assert_allclose(
+        editor.edit(big, {"smile": 1}), model.manipulate(resized, [[0, 1, 0]], y=[[0, 0, 0]])[0], atol=1e-5
+    )
 
 
 def test_decode_image_matches_tensorflow():
@@ -71,7 +75,9 @@ def test_decode_image_matches_tensorflow():
         ours = decode_image(png, (SIZE, SIZE, channels))
         image = tf.io.decode_png(png, channels=channels if channels != 1 else 3)
         if channels == 1:  # ITU-R 601 luma, as Pillow's "L"
-            image = tf.cast(tf.round(tf.reduce_sum(tf.cast(image, tf.float32) * [0.299, 0.587, 0.114], -1, keepdims=True)), tf.uint8)
+            image = tf.cast(
+                tf.round(tf.reduce_sum(tf.cast(image, tf.float32) * [0.299, 0.587, 0.114], -1, keepdims=True)), tf.uint8
+            )
         theirs = tf.image.resize(tf.cast(image, tf.float32)[None] / 255, [SIZE, SIZE], antialias=True).numpy()[0]
         assert ours.shape == (SIZE, SIZE, channels) and ours.dtype == np.float32
         np.testing.assert_allclose(ours, theirs, atol=1e-5 if channels != 1 else 2 / 255)
@@ -162,17 +168,50 @@ def test_csvae_edit_style_grid_and_errors(editor, export_dir, tmp_path, capsys):
     x, _ = images(1, seed=27)
     source = tmp_path / "face.png"
     source.write_bytes(png_of(x[0]))
-    assert _csvae_in_process("edit", source, "--model", export_dir, "--set", "glasses=1", "--style", 4, "--out", tmp_path / "s.png") == 0
+    assert (
+        _csvae_in_process(
+            "edit", source, "--model", export_dir, "--set", "glasses=1", "--style", 4, "--out", tmp_path / "s.png"
+        )
+        == 0
+    )
     assert (tmp_path / "s.png").read_bytes() == editor.edit(source.read_bytes(), {"glasses": 1}, style=4)
-    assert _csvae_in_process("edit", source, "--model", export_dir, "--set", "glasses=1", "--from", "smile=1", "--out", tmp_path / "f.png") == 0
+    assert (
+        _csvae_in_process(
+            "edit",
+            source,
+            "--model",
+            export_dir,
+            "--set",
+            "glasses=1",
+            "--from",
+            "smile=1",
+            "--out",
+            tmp_path / "f.png",
+        )
+        == 0
+    )
     assert (tmp_path / "f.png").read_bytes() == editor.edit(source.read_bytes(), {"glasses": 1}, source={"smile": 1})
-    assert _csvae_in_process("edit", source, "--model", export_dir, "--set", "glasses=1", "--grid", "--out", tmp_path / "g.png") == 0
+    assert (
+        _csvae_in_process(
+            "edit", source, "--model", export_dir, "--set", "glasses=1", "--grid", "--out", tmp_path / "g.png"
+        )
+        == 0
+    )
     assert decode_pngs([(tmp_path / "g.png").read_bytes()]).shape == (1, 3 * SIZE + 4, 3 * SIZE + 4, 3)
     capsys.readouterr()
     assert _csvae_in_process("edit", source, "--model", export_dir, "--set", "hat=1", "--out", tmp_path / "x.png") == 2
     error = capsys.readouterr().err
-    assert error.startswith("csvae edit: error: unknown label 'hat'") and "glasses, smile, facial_hair" in error and error.count("\n") == 1
-    assert _csvae_in_process("edit", tmp_path / "nope.png", "--model", export_dir, "--set", "glasses=1", "--out", tmp_path / "x.png") == 2
+    assert (
+        error.startswith("csvae edit: error: unknown label 'hat'")
+        and "glasses, smile, facial_hair" in error
+        and error.count("\n") == 1
+    )
+    assert (
+        _csvae_in_process(
+            "edit", tmp_path / "nope.png", "--model", export_dir, "--set", "glasses=1", "--out", tmp_path / "x.png"
+        )
+        == 2
+    )
     assert "nope.png does not exist" in capsys.readouterr().err
     for bad in (["--set", "glasses"], ["--set", "glasses=1", "--style", "1", "--grid"]):
         with pytest.raises(SystemExit) as exit_:
@@ -193,8 +232,9 @@ def _two_tone(height, width, first=(255, 0, 0), second=(0, 0, 255), split="colum
 
 
 def _jpeg(pixels, **save) -> bytes:
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="JPEG", quality=90, **save)
@@ -216,7 +256,10 @@ def test_exif_rotated_photo_is_edited_upright(editor, export_dir, tmp_path):
     assert sideways[:, : SIZE // 2 - 2].mean(axis=(0, 1))[0] > 0.9  # red on the left
     source = tmp_path / "phone.jpg"
     source.write_bytes(photo)
-    assert _csvae_in_process("edit", source, "--model", export_dir, "--set", "glasses=1", "--out", tmp_path / "up.png") == 0
+    assert (
+        _csvae_in_process("edit", source, "--model", export_dir, "--set", "glasses=1", "--out", tmp_path / "up.png")
+        == 0
+    )
     assert (tmp_path / "up.png").read_bytes() == encode_png(editor.edit(upright, {"glasses": 1}))
 
 
@@ -240,7 +283,9 @@ def test_csvae_edit_writes_the_format_out_names(editor, export_dir, tmp_path, su
 # One fresh interpreter where TensorFlow & co. cannot be imported (BLOCKER) runs
 # `csvae edit` on every error (and then on a 48 MP photo): after each,
 # TensorFlow must still be absent from sys.modules.
-EDIT_ERRORS_SCRIPT = BLOCKER + r"""
+EDIT_ERRORS_SCRIPT = (
+    BLOCKER
+    + r"""
 import contextlib, io, json, re, sys
 from keras_csvae import cli
 cases = json.loads(sys.argv[1])
@@ -255,8 +300,10 @@ for argv in cases:
     results.append({"argv": argv, "code": code, "stderr": err.getvalue(), "tensorflow": "tensorflow" in sys.modules})
 # VmHWM: this process's peak RSS (ru_maxrss would include the forking parent's)
 peak = int(re.search(r"VmHWM:\s+(\d+)", open("/proc/self/status").read()).group(1)) / 1024
-print(json.dumps({"results": results, "peak_mb": peak, "imported": sorted(m for m in ("tensorflow", "keras", "tensorflow_probability") if m in sys.modules)}))
+imported = sorted(m for m in ("tensorflow", "keras", "tensorflow_probability") if m in sys.modules)
+print(json.dumps({"results": results, "peak_mb": peak, "imported": imported}))
 """
+)
 
 
 def _bomb_png(width, height) -> bytes:
@@ -266,7 +313,9 @@ def _bomb_png(width, height) -> bytes:
         return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
 
     header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+    )
 
 
 def test_csvae_edit_errors_are_one_line_without_tensorflow_and_a_48mp_photo_fits(editor, export_dir, tmp_path):
@@ -291,30 +340,65 @@ def test_csvae_edit_errors_are_one_line_without_tensorflow_and_a_48mp_photo_fits
     errors = {
         "--out names a directory": (["edit", str(face), *model, "--out", str(tmp_path / "outdir")], "is a directory"),
         "--out of an unknown format": (["edit", str(face), *model, "--out", str(tmp_path / "x.tiff")], "'.tiff'"),
-        "--out without an extension": (["edit", str(face), *model, "--out", str(tmp_path / "edited")], "without an extension"),
-        "--out in a missing directory": (["edit", str(face), *model, "--out", str(tmp_path / "no" / "x.png")], "is not a directory"),
-        "missing input": (["edit", str(tmp_path / "nope.png"), *model, "--out", str(tmp_path / "x.png")], "does not exist"),
-        "input is a directory": (["edit", str(tmp_path / "outdir"), *model, "--out", str(tmp_path / "x.png")], "is not a file"),
-        "not a picture": (["edit", str(tmp_path / "text.png"), *model, "--out", str(tmp_path / "x.png")], "not a PNG/JPEG/GIF/BMP picture"),
-        "decompression bomb": (["edit", str(tmp_path / "bomb.png"), *model, "--out", str(tmp_path / "x.png")], "decompression bomb"),
-        "picture over the limit": (["edit", str(tmp_path / "huge.png"), *model, "--out", str(tmp_path / "x.png")], "larger than the limit"),
-        "unknown label": (["edit", str(face), "--model", str(export_dir), "--set", "hat=1", "--out", str(tmp_path / "x.png")], "unknown label 'hat'"),
-        "not an export": (["edit", str(face), "--model", str(tmp_path), "--set", "glasses=1", "--out", str(tmp_path / "x.png")], "metadata.json is missing"),
+        "--out without an extension": (
+            ["edit", str(face), *model, "--out", str(tmp_path / "edited")],
+            "without an extension",
+        ),
+        "--out in a missing directory": (
+            ["edit", str(face), *model, "--out", str(tmp_path / "no" / "x.png")],
+            "is not a directory",
+        ),
+        "missing input": (
+            ["edit", str(tmp_path / "nope.png"), *model, "--out", str(tmp_path / "x.png")],
+            "does not exist",
+        ),
+        "input is a directory": (
+            ["edit", str(tmp_path / "outdir"), *model, "--out", str(tmp_path / "x.png")],
+            "is not a file",
+        ),
+        "not a picture": (
+            ["edit", str(tmp_path / "text.png"), *model, "--out", str(tmp_path / "x.png")],
+            "not a PNG/JPEG/GIF/BMP picture",
+        ),
+        "decompression bomb": (
+            ["edit", str(tmp_path / "bomb.png"), *model, "--out", str(tmp_path / "x.png")],
+            "decompression bomb",
+        ),
+        "picture over the limit": (
+            ["edit", str(tmp_path / "huge.png"), *model, "--out", str(tmp_path / "x.png")],
+            "larger than the limit",
+        ),
+        "unknown label": (
+            ["edit", str(face), "--model", str(export_dir), "--set", "hat=1", "--out", str(tmp_path / "x.png")],
+            "unknown label 'hat'",
+        ),
+        "not an export": (
+            ["edit", str(face), "--model", str(tmp_path), "--set", "glasses=1", "--out", str(tmp_path / "x.png")],
+            "metadata.json is missing",
+        ),
     }
     out = tmp_path / "edited48.jpg"
     cases = [argv for argv, _ in errors.values()] + [["edit", str(photo), *model, "--out", str(out)]]
     result = subprocess.run(
         [sys.executable, "-c", EDIT_ERRORS_SCRIPT, json.dumps(cases)],
-        capture_output=True, text=True, timeout=180, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     for (description, (_, message)), answer in zip(errors.items(), report["results"]):
         assert answer["code"] == 2, (description, answer)
-        assert answer["stderr"].startswith("csvae") and "error:" in answer["stderr"] and message in answer["stderr"], (description, answer)
+        assert answer["stderr"].startswith("csvae") and "error:" in answer["stderr"] and message in answer["stderr"], (
+            description,
+            answer,
+        )
         assert answer["stderr"].count("\n") == 1 and "Traceback" not in answer["stderr"], (description, answer)
         assert not answer["tensorflow"], description
-    assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.tiff").exists() and not (tmp_path / "edited").exists()
+    assert (
+        not (tmp_path / "x.png").exists() and not (tmp_path / "x.tiff").exists() and not (tmp_path / "edited").exists()
+    )
     edited = report["results"][-1]
     assert edited["code"] == 0, edited
     with Image.open(out) as written:

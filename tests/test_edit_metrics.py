@@ -101,7 +101,10 @@ def test_editors_that_do_not_draw_score_zero_switching_on(judge, truth, test_fac
 def test_perfect_editor_switches_on_and_off(judge, truth, test_faces):
     x, y, factors = test_faces
     metrics = edit_metrics(lambda x_, y_, t_: truth.true_edit(factors, x_, y_, t_), judge, x, y, ATTRIBUTES)
-    directions = {name: (v["manipulation_accuracy_on"], v["manipulation_accuracy_off"]) for name, v in metrics["per_label"].items()}
+    directions = {
+        name: (v["manipulation_accuracy_on"], v["manipulation_accuracy_off"])
+        for name, v in metrics["per_label"].items()
+    }
     # This test's judge sees 6,000 faces (the real one 20,000), so it misses
     # some small true smiles and moustaches: far above the ~0 of an editor that
     # does not draw, below the real judge's 0.99.
@@ -132,6 +135,8 @@ def test_trained_model_adapters_run(judge, test_faces):
 
     x, y, _ = test_faces
     model = tiny_csvae(data_shape=(32, 32, 3), num_labels=3)
-    metrics = edit_metrics(model_editor(model), judge, x[:16], y[:16], ATTRIBUTES, variants=model_variants(model), num_variants=4)
+    metrics = edit_metrics(
+        model_editor(model), judge, x[:16], y[:16], ATTRIBUTES, variants=model_variants(model), num_variants=4
+    )
     for key in ("manipulation_accuracy", "preservation_accuracy", "style_coverage"):
         assert 0.0 <= metrics[key] <= 1.0

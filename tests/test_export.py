@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import run_python
 
 from export import command, metadata, precision, quantize, verify
 from export.errors import ExportError, VerificationError
@@ -27,22 +28,40 @@ from keras_csvae.data import registry
 from keras_csvae.models import MODELS
 from keras_csvae.training import TrainConfig, build_model, compile_model
 from keras_csvae.training.runs import load_run, split_arrays
-from helpers import run_python
 
 # CSVAE-style constructor arguments that every registered model accepts.
 TINY_IMAGE = dict(
-    architecture="conv", conv_filters=[4, 8, 8], dense_units=16, decoder_filters=[8, 8, 4], z_dim=4, w_dim=2, adversary_units=[8]
+    architecture="conv",
+    conv_filters=[4, 8, 8],
+    dense_units=16,
+    decoder_filters=[8, 8, 4],
+    z_dim=4,
+    w_dim=2,
+    adversary_units=[8],
 )
 TINY_MLP = dict(architecture="mlp", hidden_units=[16, 16], z_dim=2, w_dim=2, adversary_units=[8])
 ONNX_FILES = ("encode", "decode", "manipulate", "edit_at")
-CSVAE_SIGNATURES = {"serving_default", "encode", "decode", "reconstruct", "manipulate", "edit_at", "sample", "manipulate_image"}
+CSVAE_SIGNATURES = {
+    "serving_default",
+    "encode",
+    "decode",
+    "reconstruct",
+    "manipulate",
+    "edit_at",
+    "sample",
+    "manipulate_image",
+}
 
 
 # -- helpers --------------------------------------------------------------------------------------
 def make_run(run_dir, dataset, model_kwargs, dataset_options=None, model_name="csvae"):
     """A finished-looking run directory: the resolved ``config.json`` and an (untrained) ``model.keras``."""
     config = TrainConfig(
-        dataset=dataset, model=model_name, precision="float32", model_kwargs=dict(model_kwargs), dataset_options=dataset_options or {}
+        dataset=dataset,
+        model=model_name,
+        precision="float32",
+        model_kwargs=dict(model_kwargs),
+        dataset_options=dataset_options or {},
     ).resolved()
     model = compile_model(build_model(config, registry.info(dataset, **config.dataset_options)), config)
     run_dir.mkdir(parents=True)
@@ -99,7 +118,13 @@ def digits_export(tmp_path_factory):
     out = root / "export"
     assert csvae("export", "--run", run, "--out", out, "--calibration-examples", 64) == 0
     config, model = load_run(run)
-    return {"run": run, "out": out, "config": config, "model": model, "metadata": metadata.read_json(out / "metadata.json")}
+    return {
+        "run": run,
+        "out": out,
+        "config": config,
+        "model": model,
+        "metadata": metadata.read_json(out / "metadata.json"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +163,11 @@ def test_export_layout_models_config_and_metadata(digits_export):
     assert signatures["serving_default"] == signatures["manipulate"]
     labels = {"dtype": "float32", "shape": [-1, 10]}
     # The per-label edit needs the source labels y beside the targets.
-    assert signatures["manipulate"]["inputs"] == {"x": {"dtype": "float32", "shape": [-1, 16, 16, 1]}, "y": labels, "y_target": labels}
+    assert signatures["manipulate"]["inputs"] == {
+        "x": {"dtype": "float32", "shape": [-1, 16, 16, 1]},
+        "y": labels,
+        "y_target": labels,
+    }
     assert signatures["manipulate_image"] == {
         "inputs": {"image_bytes": {"dtype": "string", "shape": [-1]}, "y": labels, "y_target": labels},
         "outputs": {"edited_image_bytes": {"dtype": "string", "shape": [-1]}},
@@ -236,7 +265,9 @@ print(json.dumps(props))
     props = json.loads(run_python(code).strip().splitlines()[-1])
     result = np.load(tmp_path / "out.npz")
     for name in ONNX_FILES:
-        expected = keras_outputs(model, name, {spec.name: feeds[f"{name}:{spec.name}"] for spec in functions[name].input_specs})
+        expected = keras_outputs(
+            model, name, {spec.name: feeds[f"{name}:{spec.name}"] for spec in functions[name].input_specs}
+        )
         for output, value in expected.items():
             np.testing.assert_allclose(result[f"{name}:{output}"], value, atol=1e-4, err_msg=f"{name}:{output}")
         assert json.loads(props[name]["label_names"])[0] == "digit_0"
@@ -261,14 +292,21 @@ def test_manipulate_image_round_trip(digits_export):
             session, meta_graph, "manipulate_image", {IMAGE_INPUT: png, "y": y, "y_target": y_target}
         )[IMAGE_OUTPUT]
         edited_jpeg = verify.run_signature(
-            session, meta_graph, "manipulate_image", {IMAGE_INPUT: np.array([jpeg], object), "y": y[:1], "y_target": y_target[:1]}
+            session,
+            meta_graph,
+            "manipulate_image",
+            {IMAGE_INPUT: np.array([jpeg], object), "y": y[:1], "y_target": y_target[:1]},
         )[IMAGE_OUTPUT]
     assert edited.dtype == object and all(item.startswith(b"\x89PNG") for item in edited)
-    expected = keras_outputs(model, "manipulate", {"x": pixels / np.float32(255), "y": y, "y_target": y_target})["x_edited"]
+    expected = keras_outputs(model, "manipulate", {"x": pixels / np.float32(255), "y": y, "y_target": y_target})[
+        "x_edited"
+    ]
     np.testing.assert_allclose(verify.decode_png(edited) / 255.0, expected, atol=1 / 255 + 1e-5)
 
     gray = tf.image.resize(tf.io.decode_image(jpeg, channels=1)[None] / 255, [16, 16], antialias=True).numpy()
-    expected = keras_outputs(model, "manipulate", {"x": gray.astype(np.float32), "y": y[:1], "y_target": y_target[:1]})["x_edited"]
+    expected = keras_outputs(model, "manipulate", {"x": gray.astype(np.float32), "y": y[:1], "y_target": y_target[:1]})[
+        "x_edited"
+    ]
     decoded = verify.decode_png(edited_jpeg)
     assert decoded.shape == (1, 16, 16, 1)
     np.testing.assert_allclose(decoded / 255.0, expected, atol=1 / 255 + 1e-4)
@@ -330,8 +368,14 @@ def _quantize(digits_export, out_path, checks=()):
     calibration = split_arrays(digits_export["config"], "train", 32)
     evaluation = split_arrays(digits_export["config"], "validation", 32)
     return quantize.quantize_manipulate(
-        model, model_functions(model)["manipulate"], digits_export["out"] / "onnx" / "manipulate.onnx", out_path,
-        calibration, evaluation, checks=checks, log=quiet,
+        model,
+        model_functions(model)["manipulate"],
+        digits_export["out"] / "onnx" / "manipulate.onnx",
+        out_path,
+        calibration,
+        evaluation,
+        checks=checks,
+        log=quiet,
     )
 
 
@@ -381,7 +425,9 @@ def test_new_versions_and_failed_updates_of_an_existing_export(roll_export, tmp_
     assert "already exists; pass --overwrite" in capsys.readouterr().err
 
     before = (out / "metadata.json").read_bytes()
-    monkeypatch.setattr(verify, "check_graph_ops", lambda meta_graph: (_ for _ in ()).throw(VerificationError("injected")))
+    monkeypatch.setattr(
+        verify, "check_graph_ops", lambda meta_graph: (_ for _ in ()).throw(VerificationError("injected"))
+    )
     assert csvae("export", "--run", run, "--out", out, "--no-int8") == 2
     assert (out / "metadata.json").read_bytes() == before
     assert sorted(p.name for p in (out / "savedmodel" / "csvae").iterdir()) == ["1"]

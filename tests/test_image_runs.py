@@ -4,8 +4,8 @@
 import json
 
 import pytest
-
 from helpers import csvae_cli
+
 from keras_csvae.evaluation import benchmark, report
 from keras_csvae.evaluation.evaluate import evaluate_run
 
@@ -16,8 +16,23 @@ TINY = '{"conv_filters": [4, 8, 8], "dense_units": 16, "decoder_filters": [8, 8,
 def faces_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("faces") / "run"
     result = csvae_cli(
-        "train", "--dataset", "synthetic_faces", "--image-size", "32", "--num-examples", "256",
-        "--epochs", "1", "--batch-size", "32", "--model-config", TINY, "--out", run, "--verbose", "0",
+        "train",
+        "--dataset",
+        "synthetic_faces",
+        "--image-size",
+        "32",
+        "--num-examples",
+        "256",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--model-config",
+        TINY,
+        "--out",
+        run,
+        "--verbose",
+        "0",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return run
@@ -37,7 +52,13 @@ def test_evaluate_scores_edits_and_draws_figures(faces_run, tmp_path, monkeypatc
     monkeypatch.setattr(report, "JUDGE_MIN_STEPS", 0)
     metrics = evaluate_run(faces_run, max_examples=300, edit_examples=40, judge_dir=tmp_path)
     edits = metrics["edits"]
-    for key in ("manipulation_accuracy", "preservation_accuracy", "style_coverage", "judge_accuracy", "reconstruction_label_accuracy"):
+    for key in (
+        "manipulation_accuracy",
+        "preservation_accuracy",
+        "style_coverage",
+        "judge_accuracy",
+        "reconstruction_label_accuracy",
+    ):
         assert 0.0 <= edits[key] <= 1.0, key
     assert edits["counterfactual_mse"] > 0 and edits["identity_mse"] >= 0
     assert set(edits["per_label"]) == {"glasses", "smile", "facial_hair"}
@@ -47,8 +68,10 @@ def test_evaluate_scores_edits_and_draws_figures(faces_run, tmp_path, monkeypatc
 
 def test_benchmark_summary_and_table():
     runs = {
-        "csvae": [{"edits": {"manipulation_accuracy": 0.9}, "reconstruction_mse": 0.01},
-                  {"edits": {"manipulation_accuracy": 0.8}, "reconstruction_mse": 0.03}],
+        "csvae": [
+            {"edits": {"manipulation_accuracy": 0.9}, "reconstruction_mse": 0.01},
+            {"edits": {"manipulation_accuracy": 0.8}, "reconstruction_mse": 0.03},
+        ],
         "vae": [{"edits": {"manipulation_accuracy": 0.5}, "reconstruction_mse": 0.02}],
     }
     summary = benchmark.summarise(runs)

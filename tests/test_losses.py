@@ -59,9 +59,7 @@ def test_reconstruction_log_likelihood_is_a_summed_gaussian():
     x = RNG.random((3, 4, 4, 1)).astype(np.float32)
     x_mean = RNG.random((3, 4, 4, 1)).astype(np.float32)
     scale = 0.5
-    expected = np.sum(
-        -0.5 * ((x - x_mean) / scale) ** 2 - np.log(scale) - 0.5 * np.log(2 * np.pi), axis=(1, 2, 3)
-    )
+    expected = np.sum(-0.5 * ((x - x_mean) / scale) ** 2 - np.log(scale) - 0.5 * np.log(2 * np.pi), axis=(1, 2, 3))
     np.testing.assert_allclose(losses.reconstruction_log_likelihood(x, x_mean, scale).numpy(), expected, rtol=1e-5)
 
 

@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 from prometheus_client.parser import text_string_to_metric_families
+from test_serving import SIGNATURES, SIZE, TEST_CONFIG, call, decode_pngs, images, png_of, shared_export
 from tritonclient.utils import InferenceServerException
 
 from serving import backends
 from serving.client import TFServingClient, b64
 from serving.server import ServerConfig, ServerThread, v2_name
-from test_serving import SIGNATURES, SIZE, TEST_CONFIG, call, decode_pngs, images, png_of, shared_export
 
 BACKENDS = ("onnx", "savedmodel")
 V2_NAMES = {v2_name("csvae", s): s for s in SIGNATURES}
@@ -39,8 +39,10 @@ def export_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def servers(export_dir):
-    with ServerThread(backends.load(export_dir, "onnx"), ServerConfig(**TEST_CONFIG)) as onnx, \
-            ServerThread(backends.load(export_dir, "savedmodel"), ServerConfig(**TEST_CONFIG)) as savedmodel:
+    with (
+        ServerThread(backends.load(export_dir, "onnx"), ServerConfig(**TEST_CONFIG)) as onnx,
+        ServerThread(backends.load(export_dir, "savedmodel"), ServerConfig(**TEST_CONFIG)) as savedmodel,
+    ):
         yield {"onnx": onnx, "savedmodel": savedmodel}
 
 
@@ -87,8 +89,12 @@ def v1_answer(url: str, signature: str, values: dict, version: int | None = None
     if not isinstance(outputs, dict):  # one output: the tensor itself
         (output,) = [spec for spec in client.signatures()[signature]["outputs"]]
         outputs = {output: outputs}
-    return {name: np.array([base64.b64decode(v["b64"]) for v in value], object) if value and isinstance(value[0], dict) else np.array(value, np.float32)
-            for name, value in outputs.items()}
+    return {
+        name: np.array([base64.b64decode(v["b64"]) for v in value], object)
+        if value and isinstance(value[0], dict)
+        else np.array(value, np.float32)
+        for name, value in outputs.items()
+    }
 
 
 def assert_same_answer(name: str, got: np.ndarray, expected: np.ndarray):
@@ -125,10 +131,14 @@ def test_tritonclient_discovers_and_runs_every_signature(servers, backend, binar
             for spec in metadata["inputs"]:
                 if spec["datatype"] == "BYTES":
                     value = values[spec["name"]]
-                    sent[spec["name"]] = np.array([base64.b64encode(v) for v in value.ravel()], object).reshape(value.shape)
+                    sent[spec["name"]] = np.array([base64.b64encode(v) for v in value.ravel()], object).reshape(
+                        value.shape
+                    )
         inputs = triton_inputs(metadata, sent, binary)
         # Default: no outputs named (tritonclient then asks for all of them in binary).
-        outputs = None if binary else [triton.InferRequestedOutput(o["name"], binary_data=False) for o in metadata["outputs"]]
+        outputs = (
+            None if binary else [triton.InferRequestedOutput(o["name"], binary_data=False) for o in metadata["outputs"]]
+        )
         result = client.infer(name, inputs, outputs=outputs, request_id=f"r{seed}")
         response = result.get_response()
         assert response["model_name"] == name and response["id"] == f"r{seed}"
@@ -152,7 +162,9 @@ def test_tritonclient_versions_and_unknown_models(servers):
     inputs = triton_inputs(metadata, values)
     answers = {v: client.infer("csvae.manipulate", inputs, model_version=v).as_numpy(output) for v in ("1", "2")}
     for version, answer in answers.items():
-        np.testing.assert_allclose(answer, v1_answer(server.url, "manipulate", values, version=int(version))[output], atol=1e-6)
+        np.testing.assert_allclose(
+            answer, v1_answer(server.url, "manipulate", values, version=int(version))[output], atol=1e-6
+        )
     assert np.abs(answers["1"] - answers["2"]).max() > 1e-5  # two different models behind one name
     np.testing.assert_array_equal(client.infer("csvae", inputs).as_numpy(output), answers["2"])  # the newest by default
     for name in ("nope", "csvae.nope", "csvae.manipulate.x"):
@@ -209,7 +221,10 @@ def test_kserve_inference_rest_client(servers, backend):
 def _framed(header: dict, *blobs: bytes, header_length=None) -> tuple[bytes, dict]:
     text = json.dumps(header).encode()
     length = len(text) if header_length is None else header_length
-    return text + b"".join(blobs), {"Inference-Header-Content-Length": str(length), "Content-Type": "application/octet-stream"}
+    return text + b"".join(blobs), {
+        "Inference-Header-Content-Length": str(length),
+        "Content-Type": "application/octet-stream",
+    }
 
 
 def _binary_items(metadata: dict, values: dict) -> tuple[list[dict], list[bytes]]:
@@ -221,7 +236,14 @@ def _binary_items(metadata: dict, values: dict) -> tuple[list[dict], list[bytes]
             raw = b"".join(len(v).to_bytes(4, "little") + v for v in value.ravel())
         else:
             raw = value.astype("<f4").tobytes()
-        items.append({"name": spec["name"], "shape": list(value.shape), "datatype": spec["datatype"], "parameters": {"binary_data_size": len(raw)}})
+        items.append(
+            {
+                "name": spec["name"],
+                "shape": list(value.shape),
+                "datatype": spec["datatype"],
+                "parameters": {"binary_data_size": len(raw)},
+            }
+        )
         blobs.append(raw)
     return items, blobs
 
@@ -240,29 +262,79 @@ def _malformed_requests(default: dict, picture: dict):
 
     def with_picture(element: bytes, shape=(1,)):
         """The picture model's request with ``element`` as the BYTES input's data."""
-        p_items, p_blobs = _binary_items(picture, example_inputs(picture, seed=43, batch=shape[0], pictures=[png] * shape[0]))
-        p_items[bytes_index] = {**p_items[bytes_index], "shape": list(shape), "parameters": {"binary_data_size": len(element)}}
+        p_items, p_blobs = _binary_items(
+            picture, example_inputs(picture, seed=43, batch=shape[0], pictures=[png] * shape[0])
+        )
+        p_items[bytes_index] = {
+            **p_items[bytes_index],
+            "shape": list(shape),
+            "parameters": {"binary_data_size": len(element)},
+        }
         p_blobs[bytes_index] = element
         return _framed({"inputs": p_items}, *p_blobs)
 
     return [
-        ("header length beyond the body", path, *_framed({"inputs": items}, *blobs, header_length=10 ** 6)),
+        ("header length beyond the body", path, *_framed({"inputs": items}, *blobs, header_length=10**6)),
         ("header length not a number", path, *_framed({"inputs": items}, *blobs, header_length="12abc")),
         ("header length cuts the JSON", path, *_framed({"inputs": items}, *blobs, header_length=20)),
-        ("byte count does not match the shape", path, *_framed({"inputs": [{**first, "parameters": {"binary_data_size": size - 4}}, *rest]}, blobs[0][:-4], *blobs[1:])),
+        (
+            "byte count does not match the shape",
+            path,
+            *_framed(
+                {"inputs": [{**first, "parameters": {"binary_data_size": size - 4}}, *rest]}, blobs[0][:-4], *blobs[1:]
+            ),
+        ),
         ("sizes add up to less than the body", path, *_framed({"inputs": items}, *blobs, b"\0" * 8)),
         ("sizes add up to more than the body", path, *_framed({"inputs": items}, *blobs[:-1], blobs[-1][:-4])),
         ("unknown datatype", path, *_framed({"inputs": [{**first, "datatype": "FP8"}, *rest]}, *blobs)),
-        ("datatype other than the model's", path, *_framed({"inputs": [{**first, "datatype": "INT32"}, *rest]}, *blobs)),
-        ("a huge dimension in the shape", path, *_framed({"inputs": [{**first, "shape": [1, 2 ** 62, *first["shape"][2:]]}, *rest]}, *blobs)),
-        ("negative binary_data_size", path, *_framed({"inputs": [{**first, "parameters": {"binary_data_size": -4}}, *rest]}, *blobs)),
+        (
+            "datatype other than the model's",
+            path,
+            *_framed({"inputs": [{**first, "datatype": "INT32"}, *rest]}, *blobs),
+        ),
+        (
+            "a huge dimension in the shape",
+            path,
+            *_framed({"inputs": [{**first, "shape": [1, 2**62, *first["shape"][2:]]}, *rest]}, *blobs),
+        ),
+        (
+            "negative binary_data_size",
+            path,
+            *_framed({"inputs": [{**first, "parameters": {"binary_data_size": -4}}, *rest]}, *blobs),
+        ),
         ("both data and binary_data_size", path, *_framed({"inputs": [{**first, "data": [0.5]}, *rest]}, *blobs)),
         ("NaN in binary data", path, *_framed({"inputs": items}, nan, *blobs[1:])),
         ("binary data without the header", path, json.dumps({"inputs": items}).encode() + b"".join(blobs), {}),
-        ("shared memory", path, *_framed({"inputs": [{**first, "parameters": {"shared_memory_region": "r", "shared_memory_byte_size": 4}}, *rest]}, *blobs[1:])),
-        ("classification output", path, *_framed({"inputs": items, "outputs": [{"name": default["outputs"][0]["name"], "parameters": {"classification": 3}}]}, *blobs)),
+        (
+            "shared memory",
+            path,
+            *_framed(
+                {
+                    "inputs": [
+                        {**first, "parameters": {"shared_memory_region": "r", "shared_memory_byte_size": 4}},
+                        *rest,
+                    ]
+                },
+                *blobs[1:],
+            ),
+        ),
+        (
+            "classification output",
+            path,
+            *_framed(
+                {
+                    "inputs": items,
+                    "outputs": [{"name": default["outputs"][0]["name"], "parameters": {"classification": 3}}],
+                },
+                *blobs,
+            ),
+        ),
         ("BYTES length prefix beyond the data", picture_path, *with_picture(len(png).to_bytes(4, "little") + png[:10])),
-        ("BYTES elements fewer than the shape", picture_path, *with_picture(len(png).to_bytes(4, "little") + png, shape=(2,))),
+        (
+            "BYTES elements fewer than the shape",
+            picture_path,
+            *with_picture(len(png).to_bytes(4, "little") + png, shape=(2,)),
+        ),
         ("BYTES not a picture", picture_path, *with_picture((5).to_bytes(4, "little") + b"hello")),
     ]
 
@@ -297,7 +369,10 @@ def test_binary_and_json_outputs_mixed(servers):
     assert len(names) == 3
     header = {
         "parameters": {"binary_data_output": True},
-        "inputs": [{"name": n, "shape": list(v.shape), "datatype": "FP32", "data": v.ravel().tolist()} for n, v in values.items()],
+        "inputs": [
+            {"name": n, "shape": list(v.shape), "datatype": "FP32", "data": v.ravel().tolist()}
+            for n, v in values.items()
+        ],
         "outputs": [{"name": names[0]}, {"name": names[1], "parameters": {"binary_data": False}}, {"name": names[2]}],
     }
     connection = http.client.HTTPConnection("127.0.0.1", servers["onnx"].server.port, timeout=30)
@@ -321,9 +396,14 @@ def test_binary_and_json_outputs_mixed(servers):
 def test_metrics_label_errors_by_api(export_dir):
     """Requests that fail to route are counted under the API their path names."""
     requests = [
-        ("GET", "/v1/models/csvae", 200), ("GET", "/v1/models/nope", 404), ("POST", "/v1/foo", 400),
-        ("GET", "/v2/models/csvae", 200), ("GET", "/v2/models/nope", 404), ("GET", "/v2/models/csvae/versions/x", 400),
-        ("GET", "/v2/models/nope", 404), ("GET", "/index.html", 404),
+        ("GET", "/v1/models/csvae", 200),
+        ("GET", "/v1/models/nope", 404),
+        ("POST", "/v1/foo", 400),
+        ("GET", "/v2/models/csvae", 200),
+        ("GET", "/v2/models/nope", 404),
+        ("GET", "/v2/models/csvae/versions/x", 400),
+        ("GET", "/v2/models/nope", 404),
+        ("GET", "/index.html", 404),
     ]
     with ServerThread(backends.load(export_dir, "onnx", warm_up=False), ServerConfig(**TEST_CONFIG)) as server:
         for method, path, status in requests:
@@ -331,8 +411,20 @@ def test_metrics_label_errors_by_api(export_dir):
         status, text = call(server, "GET", "/monitoring/prometheus/metrics")
     assert status == 200
     families = {f.name: f for f in text_string_to_metric_families(text.decode())}
-    counted = {(s.labels["api"], s.labels["code"]): s.value for s in families["csvae_serving_requests"].samples if s.name.endswith("_total")}
-    assert counted == {("v1", "200"): 1, ("v1", "404"): 1, ("v1", "400"): 1, ("v2", "200"): 1, ("v2", "404"): 2, ("v2", "400"): 1, ("other", "404"): 1}
+    counted = {
+        (s.labels["api"], s.labels["code"]): s.value
+        for s in families["csvae_serving_requests"].samples
+        if s.name.endswith("_total")
+    }
+    assert counted == {
+        ("v1", "200"): 1,
+        ("v1", "404"): 1,
+        ("v1", "400"): 1,
+        ("v2", "200"): 1,
+        ("v2", "404"): 2,
+        ("v2", "400"): 1,
+        ("other", "404"): 1,
+    }
     assert families["csvae_serving_in_flight"].samples[0].value == 1  # the scrape itself
     assert {"csvae_serving_batches", "csvae_serving_batched_rows", "csvae_serving_queue_waiting"} <= set(families)
 
@@ -342,8 +434,9 @@ def test_camera_photos_on_both_backends(servers, export_dir):
     """A 20 MP JPEG (over the former 16.7 MP limit) and an EXIF-rotated one, as raw
     bytes: both backends edit the upright, reduced picture that ``decode_image``
     makes (the SavedModel gets it as a PNG), as onnxruntime does on it directly."""
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     from serving.backends.savedmodel import graph_pictures
     from serving.runtime.contract import IMAGE_INPUT
@@ -372,7 +465,9 @@ def test_camera_photos_on_both_backends(servers, export_dir):
     expected = decode_pngs([png_of(e) for e in edited])
     for backend in BACKENDS:
         client = triton.InferenceServerClient(servers[backend].url.removeprefix("http://"))
-        answer = client.infer("csvae.manipulate_image", triton_inputs(metadata, values), model_version="1").as_numpy(output)
+        answer = client.infer("csvae.manipulate_image", triton_inputs(metadata, values), model_version="1").as_numpy(
+            output
+        )
         assert np.abs(decode_pngs(list(answer)) - expected).max() <= 1, backend
         client.close()
     # The edits of an untrained model barely depend on their input, so check what

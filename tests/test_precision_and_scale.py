@@ -12,7 +12,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from helpers import compiled, random_data, tiny_csvae
 
 

@@ -19,7 +19,6 @@ from keras_csvae.data import tfd as tfd_module
 from keras_csvae.data.registry import DatasetError
 from keras_csvae.training.presets import preset
 
-
 # ---------------------------------------------------------------- helpers
 
 
@@ -132,8 +131,21 @@ def test_csvae_train_data_dir_reaches_tfds_and_the_error_names_the_flag(tmp_path
     data_dir = tmp_path / "tfds"
     data_dir.mkdir()
     start = time.monotonic()
-    code = cli.main(["train", "--dataset", "celeba_glasses", "--data-dir", str(data_dir), "--image-size", "32",
-                     "--epochs", "1", "--out", str(tmp_path / "run")])
+    code = cli.main(
+        [
+            "train",
+            "--dataset",
+            "celeba_glasses",
+            "--data-dir",
+            str(data_dir),
+            "--image-size",
+            "32",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     error = capsys.readouterr().err
     assert code == 2 and time.monotonic() - start < 60
     assert asked and set(asked) == {str(data_dir)}
@@ -148,10 +160,20 @@ def test_csvae_train_data_dir_reaches_tfds_and_the_error_names_the_flag(tmp_path
 # Rows of a tiny TFD file: (expression 1..7 or -1, identity, fold-0 split, fold-1 split).
 # Fold codes: 1 train, 2 validation, 3 test, 0 none.
 TFD_ROWS = [
-    (1, 10, 1, 3), (4, 10, 1, 3), (7, 10, 3, 1), (4, 10, 3, 1),
-    (2, 11, 1, 1), (5, 11, 2, 1), (6, 11, 3, 2), (6, 11, 3, 2),
-    (3, 12, 1, 2), (7, 12, 2, 3), (1, 12, 3, 1), (5, 12, 1, 1),
-    (-1, 0, 0, 0), (-1, 0, 0, 0),
+    (1, 10, 1, 3),
+    (4, 10, 1, 3),
+    (7, 10, 3, 1),
+    (4, 10, 3, 1),
+    (2, 11, 1, 1),
+    (5, 11, 2, 1),
+    (6, 11, 3, 2),
+    (6, 11, 3, 2),
+    (3, 12, 1, 2),
+    (7, 12, 2, 3),
+    (1, 12, 3, 1),
+    (5, 12, 1, 1),
+    (-1, 0, 0, 0),
+    (-1, 0, 0, 0),
     (-1, 13, 1, 3),  # unlabelled although in a split: must still be dropped
 ]
 
@@ -260,8 +282,17 @@ def _truncated(tmp_path):
         (lambda tmp: write_tfd(tmp / "labels.mat", labs_ex=np.full((15, 1), 9.0)), {}, "labs_ex must be"),
         (lambda tmp: write_tfd(tmp / "ok.mat"), {"fold": 5}, "fold must be an integer in 0..4"),
     ],
-    ids=["no-path", "missing-file", "corrupt", "truncated", "missing-key", "wrong-shape", "wrong-rows",
-         "bad-label", "bad-fold"],
+    ids=[
+        "no-path",
+        "missing-file",
+        "corrupt",
+        "truncated",
+        "missing-key",
+        "wrong-shape",
+        "wrong-rows",
+        "bad-label",
+        "bad-fold",
+    ],
 )
 def test_tfd_bad_input_raises_clear_errors(make_path, options, message, tmp_path):
     path = make_path(tmp_path)

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_serving import BLOCKED, BLOCKER, ROOT, SIZE, _start_serve, call, csvae_command, images, png_of, shared_export
 
 from serving.client import TFServingClient
-from test_serving import BLOCKED, BLOCKER, ROOT, SIZE, _start_serve, call, csvae_command, images, png_of, shared_export
 
 TIMEOUT = 120
 TF_BACKEND = ROOT / "serving" / "backends" / "savedmodel.py"
@@ -47,7 +47,9 @@ def _python_files(folder: str) -> list[Path]:
 
 
 # -- without TensorFlow ------------------------------------------------------------------------------------
-RUNTIME_SCRIPT = BLOCKER + r"""
+RUNTIME_SCRIPT = (
+    BLOCKER
+    + r"""
 import importlib, json
 from pathlib import Path
 modules, export_dir = json.loads(sys.argv[1]), Path(sys.argv[2])
@@ -74,15 +76,25 @@ print(json.dumps({
     "loaded": sorted(m for m in sys.modules if m.partition(".")[0] in BLOCKED),
 }))
 """
+)
 
 
 def test_every_runtime_module_imports_and_reads_an_export_without_tensorflow(export_dir):
     modules = [_module_name(p) for p in _python_files("serving") if p != TF_BACKEND]
-    assert {"serving.runtime.contract", "serving.runtime.images", "serving.runtime.sessions", "serving.edge",
-            "serving.backends.onnx", "serving.server"} <= set(modules)
+    assert {
+        "serving.runtime.contract",
+        "serving.runtime.images",
+        "serving.runtime.sessions",
+        "serving.edge",
+        "serving.backends.onnx",
+        "serving.server",
+    } <= set(modules)
     result = subprocess.run(
         [sys.executable, "-c", RUNTIME_SCRIPT, json.dumps(modules), str(export_dir)],
-        capture_output=True, text=True, timeout=TIMEOUT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
@@ -93,8 +105,13 @@ def test_every_runtime_module_imports_and_reads_an_export_without_tensorflow(exp
 
 
 def _csvae(*args):
-    return subprocess.run(csvae_command(*args), capture_output=True, text=True, timeout=TIMEOUT,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    return subprocess.run(
+        csvae_command(*args),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
 
 
 def test_csvae_edit_and_its_errors_without_tensorflow(export_dir, tmp_path):
@@ -136,15 +153,22 @@ def test_onnx_server_without_tensorflow(export_dir):
     try:
         status = TFServingClient(url, timeout=30).status()
         assert status["model_version_status"][0]["state"] == "AVAILABLE"
-        code, body = call(url, "POST", "/v1/models/csvae:predict",
-                          {"inputs": {"x": x.tolist(), "y": (1 - y).tolist(), "y_target": y.tolist()}}, timeout=30)
+        code, body = call(
+            url,
+            "POST",
+            "/v1/models/csvae:predict",
+            {"inputs": {"x": x.tolist(), "y": (1 - y).tolist(), "y_target": y.tolist()}},
+            timeout=30,
+        )
         assert code == 200, body
         np.testing.assert_array_equal(np.array(body["outputs"], np.float32), expected)
-        request = {"inputs": [
-            {"name": "x", "shape": [2, SIZE, SIZE, 3], "datatype": "FP32", "data": x.ravel().tolist()},
-            {"name": "y", "shape": [2, 3], "datatype": "FP32", "data": (1 - y).ravel().tolist()},
-            {"name": "y_target", "shape": [2, 3], "datatype": "FP32", "data": y.ravel().tolist()},
-        ]}
+        request = {
+            "inputs": [
+                {"name": "x", "shape": [2, SIZE, SIZE, 3], "datatype": "FP32", "data": x.ravel().tolist()},
+                {"name": "y", "shape": [2, 3], "datatype": "FP32", "data": (1 - y).ravel().tolist()},
+                {"name": "y_target", "shape": [2, 3], "datatype": "FP32", "data": y.ravel().tolist()},
+            ]
+        }
         code, body = call(url, "POST", "/v2/models/csvae/infer", request, timeout=30)
         assert code == 200, body
         (output,) = body["outputs"]
@@ -197,6 +221,10 @@ def test_serving_imports_no_keras_csvae_and_only_its_savedmodel_backend_tensorfl
 def test_export_imports_nothing_from_evaluation():
     files = _python_files("export")
     assert len(files) > 5
-    offences = {f"{path.relative_to(ROOT)} imports {name}" for path in files for name in _imports(path)
-                if _within(name, "keras_csvae.evaluation")}
+    offences = {
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in files
+        for name in _imports(path)
+        if _within(name, "keras_csvae.evaluation")
+    }
     assert not offences, "\n".join(sorted(offences))

@@ -4,8 +4,8 @@ One tiny image CSVAE (16x16x3, labels glasses/smile/facial_hair) is exported
 once (``shared_export``); a second model is added as SavedModel version 2.
 Servers run in background threads on free 127.0.0.1 ports, or as ``csvae
 serve`` subprocesses for the start-up and SIGTERM tests. Everything has a
-timeout. The contract tests check the exact JSON shapes of
-``../shared/serving-api.md``; where a real ``tensorflow_model_server`` is on
+timeout. The contract tests check the exact JSON shapes of TF Serving's REST
+API (https://www.tensorflow.org/tfx/serving/api_rest); where a real ``tensorflow_model_server`` is on
 PATH, the same client checks run against it too.
 """
 
@@ -31,17 +31,36 @@ import numpy as np
 import pytest
 
 from serving import backends
+from serving.client import ClientError, TFServingClient, b64
 from serving.runtime.images import decode_image, encode_png
 from serving.runtime.sessions import onnx_session
-from serving.client import ClientError, TFServingClient, b64
 from serving.server import ServerConfig, ServerThread
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ("glasses", "smile", "facial_hair")
 SIZE = 16
-TINY = dict(architecture="conv", conv_filters=[4, 8, 8], dense_units=16, decoder_filters=[8, 8, 4], z_dim=4, w_dim=2, adversary_units=[8])
-SIGNATURES = {"serving_default", "encode", "decode", "reconstruct", "manipulate", "edit_at", "sample", "manipulate_image"}
-TEST_CONFIG = dict(port=0, max_batch_size=32, batch_timeout_ms=2.0, max_body_bytes=1 << 20, read_timeout_s=1.0, timeout_s=20.0)
+TINY = dict(
+    architecture="conv",
+    conv_filters=[4, 8, 8],
+    dense_units=16,
+    decoder_filters=[8, 8, 4],
+    z_dim=4,
+    w_dim=2,
+    adversary_units=[8],
+)
+SIGNATURES = {
+    "serving_default",
+    "encode",
+    "decode",
+    "reconstruct",
+    "manipulate",
+    "edit_at",
+    "sample",
+    "manipulate_image",
+}
+TEST_CONFIG = dict(
+    port=0, max_batch_size=32, batch_timeout_ms=2.0, max_body_bytes=1 << 20, read_timeout_s=1.0, timeout_s=20.0
+)
 
 # The first lines of a fresh interpreter that must run without TensorFlow: a
 # finder that makes TensorFlow, Keras, TFP and tf2onnx unimportable, installed
@@ -59,10 +78,13 @@ class Blocker(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Blocker())
 """
 # `csvae ARGS` with the blocker: any import of TensorFlow & co. fails loudly.
-BLOCKED_CSVAE = BLOCKER + """
+BLOCKED_CSVAE = (
+    BLOCKER
+    + """
 from keras_csvae import cli
 sys.exit(cli.main(sys.argv[1:]))
 """
+)
 
 
 def csvae_command(*args) -> list[str]:
@@ -90,7 +112,9 @@ def shared_export(tmp_path_factory) -> Path:
         return out
     scratch = tmp_path_factory.mktemp("serving-export-build")
     export_model(_tiny_model(0), scratch / "v1", int8=False, verify_export=False, log=lambda line: None)
-    export_model(_tiny_model(1), scratch / "v2", formats=("savedmodel",), int8=False, verify_export=False, log=lambda line: None)
+    export_model(
+        _tiny_model(1), scratch / "v2", formats=("savedmodel",), int8=False, verify_export=False, log=lambda line: None
+    )
     shutil.copytree(scratch / "v2" / "savedmodel" / "csvae" / "1", scratch / "v1" / "savedmodel" / "csvae" / "2")
     os.replace(scratch / "v1", out)
     return out
@@ -123,7 +147,9 @@ def reference(export_dir):
     """Direct results: onnxruntime sessions and TensorFlow's loaded SavedModel versions."""
     import tensorflow as tf
 
-    sessions = {n: onnx_session(export_dir / "onnx" / f"{n}.onnx") for n in ("encode", "decode", "manipulate", "edit_at")}
+    sessions = {
+        n: onnx_session(export_dir / "onnx" / f"{n}.onnx") for n in ("encode", "decode", "manipulate", "edit_at")
+    }
     saved = {v: tf.saved_model.load(str(export_dir / "savedmodel" / "csvae" / str(v))) for v in (1, 2)}
 
     def onnx(name, **feeds):
@@ -166,8 +192,9 @@ def call(server_or_url, method, path, body=None, headers=None, timeout=30):
 
 
 def decode_pngs(items) -> np.ndarray:
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     return np.stack([np.asarray(Image.open(io.BytesIO(item))) for item in items]).astype(np.int16)
 
@@ -176,10 +203,18 @@ def decode_pngs(items) -> np.ndarray:
 @pytest.mark.parametrize("backend, versions", [("onnx", ["1"]), ("savedmodel", ["1", "2"])])
 def test_model_status(servers, backend, versions):
     server = servers[backend]
-    expected = [{"version": v, "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}} for v in versions]
+    expected = [
+        {"version": v, "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}} for v in versions
+    ]
     assert call(server, "GET", "/v1/models/csvae") == (200, {"model_version_status": expected})
-    assert call(server, "GET", "/V1/Models/csvae/versions/1") == (200, {"model_version_status": expected[:1]})  # case-insensitive
-    assert call(server, "GET", "/v1/models/csvae/versions/7") == (404, {"error": "Could not find version 7 of model csvae"})
+    assert call(server, "GET", "/V1/Models/csvae/versions/1") == (
+        200,
+        {"model_version_status": expected[:1]},
+    )  # case-insensitive
+    assert call(server, "GET", "/v1/models/csvae/versions/7") == (
+        404,
+        {"error": "Could not find version 7 of model csvae"},
+    )
     assert call(server, "GET", "/v1/models/nope") == (404, {"error": "Could not find any versions of model nope"})
     assert TFServingClient(server.url).status() == {"model_version_status": expected}
 
@@ -189,7 +224,11 @@ def test_metadata_shape_and_signatures(servers):
     for backend, server in servers.items():
         status, body = call(server, "GET", "/v1/models/csvae/metadata")
         assert status == 200 and set(body) == {"model_spec", "metadata"}
-        assert body["model_spec"] == {"name": "csvae", "signature_name": "", "version": "1" if backend == "onnx" else "2"}
+        assert body["model_spec"] == {
+            "name": "csvae",
+            "signature_name": "",
+            "version": "1" if backend == "onnx" else "2",
+        }
         defs = body["metadata"]["signature_def"]["signature_def"]
         assert set(defs) == SIGNATURES
         for signature in defs.values():
@@ -200,13 +239,18 @@ def test_metadata_shape_and_signatures(servers):
                 assert info["tensor_shape"]["unknown_rank"] is False
                 assert info["tensor_shape"]["dim"][0] == {"size": "-1", "name": ""}
                 assert all(isinstance(d["size"], str) for d in info["tensor_shape"]["dim"])  # int64 as strings
-        assert defs["manipulate"]["inputs"]["x"]["tensor_shape"]["dim"] == [{"size": s, "name": ""} for s in ("-1", "16", "16", "3")]
+        assert defs["manipulate"]["inputs"]["x"]["tensor_shape"]["dim"] == [
+            {"size": s, "name": ""} for s in ("-1", "16", "16", "3")
+        ]
         assert defs["manipulate_image"]["outputs"]["edited_image_bytes"]["dtype"] == "DT_STRING"
         metadata[backend] = defs
     assert metadata["savedmodel"]["serving_default"]["inputs"]["x"]["name"] == "serving_default_x:0"
 
     def without_tensor_names(defs):
-        return {s: {k: {n: {**i, "name": ""} for n, i in v.items()} if k != "method_name" else v for k, v in d.items()} for s, d in defs.items()}
+        return {
+            s: {k: {n: {**i, "name": ""} for n, i in v.items()} if k != "method_name" else v for k, v in d.items()}
+            for s, d in defs.items()
+        }
 
     # The ONNX backend offers the same signatures as the SavedModel, tensor for tensor.
     assert without_tensor_names(metadata["onnx"]) == without_tensor_names(metadata["savedmodel"])
@@ -221,10 +265,22 @@ def test_predict_row_and_columnar(servers, reference, backend):
     else:
         expected = reference["savedmodel"](2, "serving_default", x=x, y=1 - y, y_target=y)["x_edited"]
     server = servers[backend]
-    status, body = call(server, "POST", "/v1/models/csvae:predict", {"instances": [{"x": x[i].tolist(), "y": (1 - y[i]).tolist(), "y_target": y[i].tolist()} for i in range(3)]})
+    status, body = call(
+        server,
+        "POST",
+        "/v1/models/csvae:predict",
+        {"instances": [{"x": x[i].tolist(), "y": (1 - y[i]).tolist(), "y_target": y[i].tolist()} for i in range(3)]},
+    )
     assert status == 200 and set(body) == {"predictions"}
-    np.testing.assert_array_equal(np.array(body["predictions"], np.float32), expected)  # float32 text round-trips exactly
-    status, body = call(server, "POST", "/v1/models/csvae:predict", {"signature_name": "manipulate", "inputs": {"x": x.tolist(), "y": (1 - y).tolist(), "y_target": y.tolist()}})
+    np.testing.assert_array_equal(
+        np.array(body["predictions"], np.float32), expected
+    )  # float32 text round-trips exactly
+    status, body = call(
+        server,
+        "POST",
+        "/v1/models/csvae:predict",
+        {"signature_name": "manipulate", "inputs": {"x": x.tolist(), "y": (1 - y).tolist(), "y_target": y.tolist()}},
+    )
     assert status == 200 and set(body) == {"outputs"}
     np.testing.assert_array_equal(np.array(body["outputs"], np.float32), expected)
 
@@ -245,31 +301,62 @@ def test_several_outputs_and_composed_signatures(servers, reference, backend):
     rng = np.random.default_rng(3)
     eps_z, eps_w = rng.standard_normal((2, 4), dtype=np.float32), rng.standard_normal((2, 6), dtype=np.float32)
     sample = client.predict(inputs={"eps_z": eps_z, "eps_w": eps_w, "y": y}, signature_name="sample")
-    np.testing.assert_allclose(np.array(sample), reference["savedmodel"](1, "sample", eps_z=eps_z, eps_w=eps_w, y=y)["x_sample"], atol=1e-5)
+    np.testing.assert_allclose(
+        np.array(sample), reference["savedmodel"](1, "sample", eps_z=eps_z, eps_w=eps_w, y=y)["x_sample"], atol=1e-5
+    )
     reconstruction = client.predict(inputs={"x": x, "y": y}, signature_name="reconstruct")
-    np.testing.assert_allclose(np.array(reconstruction), reference["savedmodel"](1, "reconstruct", x=x, y=y)["x_reconstruction"], atol=1e-5)
+    np.testing.assert_allclose(
+        np.array(reconstruction), reference["savedmodel"](1, "reconstruct", x=x, y=y)["x_reconstruction"], atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("backend", ["onnx", "savedmodel"])
 def test_manipulate_image_b64_in_and_out(servers, reference, backend):
     x, y = images(2, seed=4)
     pngs = [png_of(p) for p in x]
-    request = {"signature_name": "manipulate_image", "instances": [{"image_bytes": {"b64": base64.b64encode(p).decode()}, "y": (1 - t).tolist(), "y_target": t.tolist()} for p, t in zip(pngs, y)]}
+    request = {
+        "signature_name": "manipulate_image",
+        "instances": [
+            {"image_bytes": {"b64": base64.b64encode(p).decode()}, "y": (1 - t).tolist(), "y_target": t.tolist()}
+            for p, t in zip(pngs, y)
+        ],
+    }
     status, body = call(servers[backend], "POST", "/v1/models/csvae:predict", request)
     assert status == 200 and [set(p) for p in body["predictions"]] == [{"b64"}, {"b64"}]
     edited = decode_pngs([base64.b64decode(p["b64"]) for p in body["predictions"]])
     assert edited.shape == (2, SIZE, SIZE, 3)
     if backend == "onnx":
         pixels = np.stack([decode_image(p, (SIZE, SIZE, 3)) for p in pngs])
-        expected = decode_pngs([png_of(e) for e in reference["onnx"]("manipulate", x=pixels, y=1 - y, y_target=y)["x_edited"]])
+        expected = decode_pngs(
+            [png_of(e) for e in reference["onnx"]("manipulate", x=pixels, y=1 - y, y_target=y)["x_edited"]]
+        )
     else:
-        expected = decode_pngs(reference["savedmodel"](2, "manipulate_image", image_bytes=np.array(pngs, object), y=1 - y, y_target=y)["edited_image_bytes"])
+        expected = decode_pngs(
+            reference["savedmodel"](2, "manipulate_image", image_bytes=np.array(pngs, object), y=1 - y, y_target=y)[
+                "edited_image_bytes"
+            ]
+        )
     assert np.abs(edited - expected).max() <= 1  # same pixels but for the last rounding
     # the client, with targets by label name; and the columnar form
     client = TFServingClient(servers[backend].url, label_names=LABELS)
-    assert decode_pngs([client.manipulate_image(pngs[0], {"glasses": y[0, 0], "smile": y[0, 1], "facial_hair": y[0, 2]})])[0].tolist() == edited[0].tolist()
-    status, body = call(servers[backend], "POST", "/v1/models/csvae:predict", {"signature_name": "manipulate_image", "inputs": {"image_bytes": [b64(p) for p in pngs], "y": (1 - y).tolist(), "y_target": y.tolist()}})
-    assert status == 200 and decode_pngs([base64.b64decode(o["b64"]) for o in body["outputs"]]).tolist() == edited.tolist()
+    assert (
+        decode_pngs([client.manipulate_image(pngs[0], {"glasses": y[0, 0], "smile": y[0, 1], "facial_hair": y[0, 2]})])[
+            0
+        ].tolist()
+        == edited[0].tolist()
+    )
+    status, body = call(
+        servers[backend],
+        "POST",
+        "/v1/models/csvae:predict",
+        {
+            "signature_name": "manipulate_image",
+            "inputs": {"image_bytes": [b64(p) for p in pngs], "y": (1 - y).tolist(), "y_target": y.tolist()},
+        },
+    )
+    assert (
+        status == 200 and decode_pngs([base64.b64decode(o["b64"]) for o in body["outputs"]]).tolist() == edited.tolist()
+    )
 
 
 def test_versions_side_by_side(savedmodel_server, reference):
@@ -278,8 +365,12 @@ def test_versions_side_by_side(savedmodel_server, reference):
     for version in (1, 2, None):
         client = TFServingClient(savedmodel_server.url, version=version)
         outputs[version] = np.array(client.predict(inputs={"x": x, "y": 1 - y, "y_target": y}), np.float32)
-    np.testing.assert_allclose(outputs[1], reference["savedmodel"](1, "manipulate", x=x, y=1 - y, y_target=y)["x_edited"], atol=1e-6)
-    np.testing.assert_allclose(outputs[2], reference["savedmodel"](2, "manipulate", x=x, y=1 - y, y_target=y)["x_edited"], atol=1e-6)
+    np.testing.assert_allclose(
+        outputs[1], reference["savedmodel"](1, "manipulate", x=x, y=1 - y, y_target=y)["x_edited"], atol=1e-6
+    )
+    np.testing.assert_allclose(
+        outputs[2], reference["savedmodel"](2, "manipulate", x=x, y=1 - y, y_target=y)["x_edited"], atol=1e-6
+    )
     np.testing.assert_array_equal(outputs[None], outputs[2])  # the newest answers without a version
     assert np.abs(outputs[1] - outputs[2]).max() > 1e-3  # two different models
     with pytest.raises(ClientError) as error:
@@ -290,9 +381,14 @@ def test_versions_side_by_side(savedmodel_server, reference):
 def test_version_policy_of_models_config(tmp_path):
     config = tmp_path / "models.config"
     assert backends.version_policy(config, "csvae") == ("latest", (1,))  # TF Serving's default
-    for policy, expected in [("all {}", ("all", ())), ("latest { num_versions: 2 }", ("latest", (2,))),
-                             ("specific { versions: 1 versions: 3 }", ("specific", (1, 3)))]:
-        config.write_text(f'model_config_list {{ config {{ name: "csvae" base_path: "/m" model_version_policy {{ {policy} }} }} }}')
+    for policy, expected in [
+        ("all {}", ("all", ())),
+        ("latest { num_versions: 2 }", ("latest", (2,))),
+        ("specific { versions: 1 versions: 3 }", ("specific", (1, 3))),
+    ]:
+        config.write_text(
+            f'model_config_list {{ config {{ name: "csvae" base_path: "/m" model_version_policy {{ {policy} }} }} }}'
+        )
         assert backends.version_policy(config, "csvae") == expected
     assert backends.served_versions([1, 2, 3], ("latest", (2,))) == [2, 3]
     assert backends.served_versions([1, 2, 3], ("specific", (1, 3))) == [1, 3]
@@ -306,31 +402,60 @@ def test_open_inference_protocol(onnx_server, reference):
     assert call(server, "GET", "/v2/health/ready") == (200, {"ready": True})
     assert call(server, "GET", "/v2")[1]["name"] == "keras-csvae"
     assert call(server, "GET", "/v2/models/csvae/ready") == (200, {"name": "csvae", "ready": True})
-    assert call(server, "GET", "/v2/models/csvae/versions/1") == (200, {
-        "name": "csvae", "versions": ["1"], "platform": "onnxruntime_onnx",
-        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 16, 16, 3]}, {"name": "y", "datatype": "FP32", "shape": [-1, 3]},
-                   {"name": "y_target", "datatype": "FP32", "shape": [-1, 3]}],
-        "outputs": [{"name": "x_edited", "datatype": "FP32", "shape": [-1, 16, 16, 3]}],
-    })
+    assert call(server, "GET", "/v2/models/csvae/versions/1") == (
+        200,
+        {
+            "name": "csvae",
+            "versions": ["1"],
+            "platform": "onnxruntime_onnx",
+            "inputs": [
+                {"name": "x", "datatype": "FP32", "shape": [-1, 16, 16, 3]},
+                {"name": "y", "datatype": "FP32", "shape": [-1, 3]},
+                {"name": "y_target", "datatype": "FP32", "shape": [-1, 3]},
+            ],
+            "outputs": [{"name": "x_edited", "datatype": "FP32", "shape": [-1, 16, 16, 3]}],
+        },
+    )
     x, y = images(2, seed=6)
-    request = {"id": "r1", "inputs": [
-        {"name": "x", "shape": [2, 16, 16, 3], "datatype": "FP32", "data": x.ravel().tolist()},
-        {"name": "y", "shape": [2, 3], "datatype": "FP32", "data": (1 - y).ravel().tolist()},
-        {"name": "y_target", "shape": [2, 3], "datatype": "FP32", "data": y.tolist()},  # nested data is accepted too
-    ]}
+    request = {
+        "id": "r1",
+        "inputs": [
+            {"name": "x", "shape": [2, 16, 16, 3], "datatype": "FP32", "data": x.ravel().tolist()},
+            {"name": "y", "shape": [2, 3], "datatype": "FP32", "data": (1 - y).ravel().tolist()},
+            {
+                "name": "y_target",
+                "shape": [2, 3],
+                "datatype": "FP32",
+                "data": y.tolist(),
+            },  # nested data is accepted too
+        ],
+    }
     status, body = call(server, "POST", "/v2/models/csvae/infer", request)
     assert status == 200 and set(body) == {"model_name", "model_version", "id", "outputs"}
     assert (body["model_name"], body["model_version"], body["id"]) == ("csvae", "1", "r1")
     (output,) = body["outputs"]
     assert (output["name"], output["datatype"], output["shape"]) == ("x_edited", "FP32", [2, 16, 16, 3])
-    np.testing.assert_array_equal(np.array(output["data"], np.float32).reshape(2, 16, 16, 3), reference["onnx"]("manipulate", x=x, y=1 - y, y_target=y)["x_edited"])
+    np.testing.assert_array_equal(
+        np.array(output["data"], np.float32).reshape(2, 16, 16, 3),
+        reference["onnx"]("manipulate", x=x, y=1 - y, y_target=y)["x_edited"],
+    )
     # a picture through BYTES (base64 content type), asking for one output
     png = png_of(x[0])
-    request = {"parameters": {"signature_name": "manipulate_image"}, "outputs": [{"name": "edited_image_bytes"}], "inputs": [
-        {"name": "image_bytes", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(png).decode()], "parameters": {"content_type": "base64"}},
-        {"name": "y", "shape": [1, 3], "datatype": "FP32", "data": (1 - y[0]).tolist()},
-        {"name": "y_target", "shape": [1, 3], "datatype": "FP32", "data": y[0].tolist()},
-    ]}
+    request = {
+        "parameters": {"signature_name": "manipulate_image"},
+        "outputs": [{"name": "edited_image_bytes"}],
+        "inputs": [
+            {
+                "name": "image_bytes",
+                "shape": [1],
+                "datatype": "BYTES",
+                "data": [base64.b64encode(png).decode()],
+                "parameters": {"content_type": "base64"},
+            },
+            {"name": "y", "shape": [1, 3], "datatype": "FP32", "data": (1 - y[0]).tolist()},
+            {"name": "y_target", "shape": [1, 3], "datatype": "FP32", "data": y[0].tolist()},
+        ],
+    }
     status, body = call(server, "POST", "/v2/models/csvae/versions/1/infer", request)
     assert status == 200 and body["outputs"][0]["parameters"] == {"content_type": "base64"}
     edited = decode_pngs([base64.b64decode(body["outputs"][0]["data"][0])])
@@ -346,18 +471,25 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 def _bomb_png() -> bytes:
     """A PNG header claiming 60000x60000 pixels (a decompression bomb), with a tiny IDAT."""
     header = (60000).to_bytes(4, "big") * 2 + bytes([8, 2, 0, 0, 0])
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(b"\0" * 100)) + _png_chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(b"\0" * 100))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def _hostile_requests():
     """``(description, method, path, body, expected status)``; bodies are bytes or JSON-able."""
     x, y = images(1, seed=7)
     good_x, good_y = x[0].tolist(), y[0].tolist()
-    image = {"b64": base64.b64encode(png_of(x[0])).decode()}
     predict = "/v1/models/csvae:predict"
 
     def image_request(data):
-        return {"signature_name": "manipulate_image", "instances": [{"image_bytes": data, "y": good_y, "y_target": good_y}]}
+        return {
+            "signature_name": "manipulate_image",
+            "instances": [{"image_bytes": data, "y": good_y, "y_target": good_y}],
+        }
 
     nested = b"[" * 5000 + b"]" * 5000
     return [
@@ -366,30 +498,135 @@ def _hostile_requests():
         ("JSON not an object", "POST", predict, b"[1, 2, 3]", 400),
         ("deeply nested JSON", "POST", predict, b'{"instances": ' + nested + b"}", 400),
         ("NaN literal", "POST", predict, b'{"instances": [{"x": NaN, "y": [0, 0, 0], "y_target": [0, 0, 0]}]}', 400),
-        ("infinite number", "POST", predict, b'{"inputs": {"x": [[[[1e999]]]], "y": [[0, 0, 0]], "y_target": [[0, 0, 0]]}}', 400),
-        ("number beyond float32", "POST", predict, {"inputs": {"x": (np.ones((1, 16, 16, 3)) * 1e39).tolist(), "y": [good_y], "y_target": [good_y]}}, 400),
-        ("integer beyond float32's exact range", "POST", predict, {"inputs": {"x": [good_x], "y": [good_y], "y_target": [[2**40, 0, 0]]}}, 400),
+        (
+            "infinite number",
+            "POST",
+            predict,
+            b'{"inputs": {"x": [[[[1e999]]]], "y": [[0, 0, 0]], "y_target": [[0, 0, 0]]}}',
+            400,
+        ),
+        (
+            "number beyond float32",
+            "POST",
+            predict,
+            {"inputs": {"x": (np.ones((1, 16, 16, 3)) * 1e39).tolist(), "y": [good_y], "y_target": [good_y]}},
+            400,
+        ),
+        (
+            "integer beyond float32's exact range",
+            "POST",
+            predict,
+            {"inputs": {"x": [good_x], "y": [good_y], "y_target": [[2**40, 0, 0]]}},
+            400,
+        ),
         ("missing instances and inputs", "POST", predict, {"signature_name": "manipulate"}, 400),
-        ("both instances and inputs", "POST", predict, {"instances": [{"x": good_x, "y": good_y, "y_target": good_y}], "inputs": {"x": [good_x], "y": [good_y], "y_target": [good_y]}}, 400),
+        (
+            "both instances and inputs",
+            "POST",
+            predict,
+            {
+                "instances": [{"x": good_x, "y": good_y, "y_target": good_y}],
+                "inputs": {"x": [good_x], "y": [good_y], "y_target": [good_y]},
+            },
+            400,
+        ),
         ("instances not a list", "POST", predict, {"instances": {"x": good_x}}, 400),
         ("empty instances", "POST", predict, {"instances": []}, 400),
         ("plain list for two inputs", "POST", predict, {"instances": [good_x]}, 400),
         ("missing input in an instance", "POST", predict, {"instances": [{"x": good_x}]}, 400),
-        ("unknown input in an instance", "POST", predict, {"instances": [{"x": good_x, "y": good_y, "y_target": good_y, "z": 1}]}, 400),
+        (
+            "unknown input in an instance",
+            "POST",
+            predict,
+            {"instances": [{"x": good_x, "y": good_y, "y_target": good_y, "z": 1}]},
+            400,
+        ),
         ("missing named input (columnar)", "POST", predict, {"inputs": {"x": [good_x]}}, 400),
-        ("wrong image shape", "POST", predict, {"instances": [{"x": np.zeros((8, 8, 3)).tolist(), "y": good_y, "y_target": good_y}]}, 400),
+        (
+            "wrong image shape",
+            "POST",
+            predict,
+            {"instances": [{"x": np.zeros((8, 8, 3)).tolist(), "y": good_y, "y_target": good_y}]},
+            400,
+        ),
         ("wrong label count", "POST", predict, {"instances": [{"x": good_x, "y": good_y, "y_target": [1, 0]}]}, 400),
-        ("ragged rows", "POST", predict, {"instances": [{"x": good_x, "y": good_y, "y_target": good_y}, {"x": good_x[:3], "y_target": good_y}]}, 400),
-        ("strings for floats", "POST", predict, {"instances": [{"x": good_x, "y": good_y, "y_target": ["a", "b", "c"]}]}, 400),
-        ("booleans for floats", "POST", predict, {"instances": [{"x": good_x, "y": good_y, "y_target": [True, False, True]}]}, 400),
-        ("nulls for floats", "POST", predict, {"instances": [{"x": good_x, "y": good_y, "y_target": [None, 0, 1]}]}, 400),
-        ("batch sizes that differ", "POST", predict, {"inputs": {"x": [good_x, good_x], "y": [good_y], "y_target": [good_y]}}, 400),
-        ("huge batch", "POST", predict, {"inputs": {"x": [good_x] * 33, "y": [good_y] * 33, "y_target": [good_y] * 33}}, 400),
-        ("signature_name not a string", "POST", predict, {"signature_name": 7, "instances": [{"x": good_x, "y": good_y, "y_target": good_y}]}, 400),
-        ("unknown signature", "POST", predict, {"signature_name": "nope", "instances": [{"x": good_x, "y": good_y, "y_target": good_y}]}, 400),
-        ("unknown model", "POST", "/v1/models/nope:predict", {"instances": [{"x": good_x, "y": good_y, "y_target": good_y}]}, 404),
-        ("unknown version", "POST", "/v1/models/csvae/versions/9:predict", {"instances": [{"x": good_x, "y": good_y, "y_target": good_y}]}, 404),
-        ("unknown version label", "POST", "/v1/models/csvae/labels/stable:predict", {"instances": [{"x": good_x, "y": good_y, "y_target": good_y}]}, 400),
+        (
+            "ragged rows",
+            "POST",
+            predict,
+            {"instances": [{"x": good_x, "y": good_y, "y_target": good_y}, {"x": good_x[:3], "y_target": good_y}]},
+            400,
+        ),
+        (
+            "strings for floats",
+            "POST",
+            predict,
+            {"instances": [{"x": good_x, "y": good_y, "y_target": ["a", "b", "c"]}]},
+            400,
+        ),
+        (
+            "booleans for floats",
+            "POST",
+            predict,
+            {"instances": [{"x": good_x, "y": good_y, "y_target": [True, False, True]}]},
+            400,
+        ),
+        (
+            "nulls for floats",
+            "POST",
+            predict,
+            {"instances": [{"x": good_x, "y": good_y, "y_target": [None, 0, 1]}]},
+            400,
+        ),
+        (
+            "batch sizes that differ",
+            "POST",
+            predict,
+            {"inputs": {"x": [good_x, good_x], "y": [good_y], "y_target": [good_y]}},
+            400,
+        ),
+        (
+            "huge batch",
+            "POST",
+            predict,
+            {"inputs": {"x": [good_x] * 33, "y": [good_y] * 33, "y_target": [good_y] * 33}},
+            400,
+        ),
+        (
+            "signature_name not a string",
+            "POST",
+            predict,
+            {"signature_name": 7, "instances": [{"x": good_x, "y": good_y, "y_target": good_y}]},
+            400,
+        ),
+        (
+            "unknown signature",
+            "POST",
+            predict,
+            {"signature_name": "nope", "instances": [{"x": good_x, "y": good_y, "y_target": good_y}]},
+            400,
+        ),
+        (
+            "unknown model",
+            "POST",
+            "/v1/models/nope:predict",
+            {"instances": [{"x": good_x, "y": good_y, "y_target": good_y}]},
+            404,
+        ),
+        (
+            "unknown version",
+            "POST",
+            "/v1/models/csvae/versions/9:predict",
+            {"instances": [{"x": good_x, "y": good_y, "y_target": good_y}]},
+            404,
+        ),
+        (
+            "unknown version label",
+            "POST",
+            "/v1/models/csvae/labels/stable:predict",
+            {"instances": [{"x": good_x, "y": good_y, "y_target": good_y}]},
+            400,
+        ),
         ("version beyond int64", "GET", "/v1/models/csvae/versions/99999999999999999999999", None, 400),
         ("version of 5000 digits", "POST", "/v1/models/csvae/versions/" + "9" * 5000 + ":predict", b"{}", 400),
         ("v2 version not a number", "GET", "/v2/models/csvae/versions/x1", None, 400),
@@ -405,17 +642,66 @@ def _hostile_requests():
         ("decompression bomb", "POST", predict, image_request({"b64": base64.b64encode(_bomb_png()).decode()}), 400),
         ("number for picture bytes", "POST", predict, image_request(5), 400),
         ("oversized body", "POST", predict, b'{"instances": [' + b"0," * (1 << 20) + b"0]}", 413),
-        ("v2 wrong datatype", "POST", "/v2/models/csvae/infer", {"inputs": [{"name": "x", "shape": [1, 16, 16, 3], "datatype": "INT32", "data": [0] * 768}, {"name": "y", "shape": [1, 3], "datatype": "FP32", "data": good_y}, {"name": "y_target", "shape": [1, 3], "datatype": "FP32", "data": good_y}]}, 400),
-        ("v2 data size and shape disagree", "POST", "/v2/models/csvae/infer", {"inputs": [{"name": "x", "shape": [1, 16, 16, 3], "datatype": "FP32", "data": [0.5] * 10}, {"name": "y", "shape": [1, 3], "datatype": "FP32", "data": good_y}, {"name": "y_target", "shape": [1, 3], "datatype": "FP32", "data": good_y}]}, 400),
-        ("v2 missing input", "POST", "/v2/models/csvae/infer", {"inputs": [{"name": "y", "shape": [1, 3], "datatype": "FP32", "data": good_y}, {"name": "y_target", "shape": [1, 3], "datatype": "FP32", "data": good_y}]}, 400),
-        ("v2 unknown output", "POST", "/v2/models/csvae/infer", {"outputs": [{"name": "nope"}], "inputs": [{"name": "x", "shape": [1, 16, 16, 3], "datatype": "FP32", "data": x.ravel().tolist()}, {"name": "y", "shape": [1, 3], "datatype": "FP32", "data": good_y}, {"name": "y_target", "shape": [1, 3], "datatype": "FP32", "data": good_y}]}, 400),
+        (
+            "v2 wrong datatype",
+            "POST",
+            "/v2/models/csvae/infer",
+            {
+                "inputs": [
+                    {"name": "x", "shape": [1, 16, 16, 3], "datatype": "INT32", "data": [0] * 768},
+                    {"name": "y", "shape": [1, 3], "datatype": "FP32", "data": good_y},
+                    {"name": "y_target", "shape": [1, 3], "datatype": "FP32", "data": good_y},
+                ]
+            },
+            400,
+        ),
+        (
+            "v2 data size and shape disagree",
+            "POST",
+            "/v2/models/csvae/infer",
+            {
+                "inputs": [
+                    {"name": "x", "shape": [1, 16, 16, 3], "datatype": "FP32", "data": [0.5] * 10},
+                    {"name": "y", "shape": [1, 3], "datatype": "FP32", "data": good_y},
+                    {"name": "y_target", "shape": [1, 3], "datatype": "FP32", "data": good_y},
+                ]
+            },
+            400,
+        ),
+        (
+            "v2 missing input",
+            "POST",
+            "/v2/models/csvae/infer",
+            {
+                "inputs": [
+                    {"name": "y", "shape": [1, 3], "datatype": "FP32", "data": good_y},
+                    {"name": "y_target", "shape": [1, 3], "datatype": "FP32", "data": good_y},
+                ]
+            },
+            400,
+        ),
+        (
+            "v2 unknown output",
+            "POST",
+            "/v2/models/csvae/infer",
+            {
+                "outputs": [{"name": "nope"}],
+                "inputs": [
+                    {"name": "x", "shape": [1, 16, 16, 3], "datatype": "FP32", "data": x.ravel().tolist()},
+                    {"name": "y", "shape": [1, 3], "datatype": "FP32", "data": good_y},
+                    {"name": "y_target", "shape": [1, 3], "datatype": "FP32", "data": good_y},
+                ],
+            },
+            400,
+        ),
         ("v2 unknown model", "POST", "/v2/models/nope/infer", {"inputs": []}, 404),
     ]
 
 
 def _tiff() -> bytes:
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     buffer = io.BytesIO()
     Image.new("RGB", (16, 16)).save(buffer, format="TIFF")
@@ -437,8 +723,11 @@ def _slow_client(server, seconds: float) -> tuple[int, dict]:
     """Sends the headers and half the body, then stalls: the server must give up (408)."""
     body = b'{"instances": [{"x": 1, "y": [0, 0, 0], "y_target": [0, 0, 0]}]}'
     with socket.create_connection(("127.0.0.1", server.server.port), timeout=seconds + 10) as sock:
-        sock.sendall(b"POST /v1/models/csvae:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:10])
+        sock.sendall(
+            b"POST /v1/models/csvae:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[:10]
+        )
         started = time.monotonic()
         answer = raw_response(sock)
     assert time.monotonic() - started < seconds + 5
@@ -451,7 +740,12 @@ def test_hostile_input_gets_4xx_and_the_server_survives(onnx_server, reference):
     for description, method, path, body, expected in cases:
         status, answer = call(onnx_server, method, path, body)
         assert status == expected, (description, status, answer)
-        assert isinstance(answer, dict) and set(answer) == {"error"} and isinstance(answer["error"], str) and answer["error"], description
+        assert (
+            isinstance(answer, dict)
+            and set(answer) == {"error"}
+            and isinstance(answer["error"], str)
+            and answer["error"]
+        ), description
     # an oversized body announced in Content-Length is refused before it is read
     with socket.create_connection(("127.0.0.1", onnx_server.server.port), timeout=10) as sock:
         sock.sendall(b"POST /v1/models/csvae:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000000\r\n\r\n")
@@ -462,7 +756,9 @@ def test_hostile_input_gets_4xx_and_the_server_survives(onnx_server, reference):
     # still right afterwards
     x, y = images(2, seed=8)
     answer = TFServingClient(onnx_server.url).predict(inputs={"x": x, "y": 1 - y, "y_target": y})
-    np.testing.assert_array_equal(np.array(answer, np.float32), reference["onnx"]("manipulate", x=x, y=1 - y, y_target=y)["x_edited"])
+    np.testing.assert_array_equal(
+        np.array(answer, np.float32), reference["onnx"]("manipulate", x=x, y=1 - y, y_target=y)["x_edited"]
+    )
     counts = onnx_server.server.counts
     assert not any(code >= 500 for (_, code) in counts), counts
 
@@ -487,9 +783,14 @@ def test_deadline_504_and_full_queue_503(export_dir):
     with ServerThread(_slowed(export_dir, 0.6), ServerConfig(**{**TEST_CONFIG, "timeout_s": 0.2})) as server:
         status, answer = call(server, "POST", "/v1/models/csvae:predict", body)
         assert status == 504 and "Deadline exceeded" in answer["error"]
-    with ServerThread(_slowed(export_dir, 0.3), ServerConfig(**{**TEST_CONFIG, "workers": 1, "max_queue": 2, "batching": False})) as server:
+    with ServerThread(
+        _slowed(export_dir, 0.3), ServerConfig(**{**TEST_CONFIG, "workers": 1, "max_queue": 2, "batching": False})
+    ) as server:
         results = []
-        threads = [threading.Thread(target=lambda: results.append(call(server, "POST", "/v1/models/csvae:predict", body))) for _ in range(8)]
+        threads = [
+            threading.Thread(target=lambda: results.append(call(server, "POST", "/v1/models/csvae:predict", body)))
+            for _ in range(8)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -512,7 +813,9 @@ async def _load(url: str, requests: list, clients: int) -> list:
     async def client(session):
         while not queue.empty():
             i = queue.get_nowait()
-            async with session.post(url, data=json.dumps(requests[i]).encode(), timeout=aiohttp.ClientTimeout(total=60)) as response:
+            async with session.post(
+                url, data=json.dumps(requests[i]).encode(), timeout=aiohttp.ClientTimeout(total=60)
+            ) as response:
                 answers[i] = (response.status, await response.json())
 
     async with aiohttp.ClientSession() as session:
@@ -531,13 +834,29 @@ def test_concurrent_clients_get_their_own_answers(export_dir, reference, batchin
     requests = []
     for i in range(n):
         if i % 26 == 4:
-            requests.append({"signature_name": "manipulate_image", "instances": [{"image_bytes": b64(b"broken"), "y": (1 - y[i]).tolist(), "y_target": y[i].tolist()}]})
+            requests.append(
+                {
+                    "signature_name": "manipulate_image",
+                    "instances": [{"image_bytes": b64(b"broken"), "y": (1 - y[i]).tolist(), "y_target": y[i].tolist()}],
+                }
+            )
         elif i % 2:
             requests.append({"instances": [{"x": x[i].tolist(), "y": (1 - y[i]).tolist(), "y_target": y[i].tolist()}]})
         else:
-            requests.append({"signature_name": "manipulate_image", "instances": [{"image_bytes": b64(png_of(x[i])), "y": (1 - y[i]).tolist(), "y_target": y[i].tolist()}]})
-    with ServerThread(backends.load(export_dir, "onnx"), ServerConfig(**{**TEST_CONFIG, "batching": batching})) as server:
-        answers = asyncio.run(asyncio.wait_for(_load(server.url + "/v1/models/csvae:predict", requests, clients=16), 120))
+            requests.append(
+                {
+                    "signature_name": "manipulate_image",
+                    "instances": [
+                        {"image_bytes": b64(png_of(x[i])), "y": (1 - y[i]).tolist(), "y_target": y[i].tolist()}
+                    ],
+                }
+            )
+    with ServerThread(
+        backends.load(export_dir, "onnx"), ServerConfig(**{**TEST_CONFIG, "batching": batching})
+    ) as server:
+        answers = asyncio.run(
+            asyncio.wait_for(_load(server.url + "/v1/models/csvae:predict", requests, clients=16), 120)
+        )
         stats = server.server.batcher.stats
     for i, (status, answer) in enumerate(answers):
         if i % 26 == 4:
@@ -562,7 +881,10 @@ def test_concurrent_clients_get_their_own_answers(export_dir, reference, batchin
 def _start_serve(export_dir, *args):
     process = subprocess.Popen(
         csvae_command("serve", "--export", export_dir, "--port", 0, *args),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     lines = []
     deadline = time.monotonic() + 60
@@ -593,8 +915,11 @@ def test_csvae_serve_sigterm_finishes_requests_in_flight(export_dir, reference):
         body = json.dumps({"inputs": {"x": x.tolist(), "y": (1 - y).tolist(), "y_target": y.tolist()}}).encode()
         port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-            sock.sendall(b"POST /v1/models/csvae:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:100])
+            sock.sendall(
+                b"POST /v1/models/csvae:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body[:100]
+            )
             deadline = time.monotonic() + 10
             while "csvae_serving_in_flight 2" not in call(url, "GET", "/monitoring/prometheus/metrics")[1].decode():
                 assert time.monotonic() < deadline, "the request never started"
@@ -606,7 +931,10 @@ def test_csvae_serve_sigterm_finishes_requests_in_flight(export_dir, reference):
             sock.sendall(body[100:])
             status, answer = raw_response(sock)
         assert status == 200, answer
-        np.testing.assert_array_equal(np.array(answer["outputs"], np.float32), reference["onnx"]("manipulate", x=x, y=1 - y, y_target=y)["x_edited"])
+        np.testing.assert_array_equal(
+            np.array(answer["outputs"], np.float32),
+            reference["onnx"]("manipulate", x=x, y=1 - y, y_target=y)["x_edited"],
+        )
         out, err = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
@@ -618,7 +946,10 @@ def test_csvae_serve_sigterm_finishes_requests_in_flight(export_dir, reference):
 def test_csvae_serve_user_errors(tmp_path, capsys):
     from serving import command
 
-    for args, message in [(["--export", tmp_path / "nope"], "does not exist"), (["--export", tmp_path, "--max-batch-size", "0"], "--max-batch-size must be ≥ 1")]:
+    for args, message in [
+        (["--export", tmp_path / "nope"], "does not exist"),
+        (["--export", tmp_path, "--max-batch-size", "0"], "--max-batch-size must be ≥ 1"),
+    ]:
         assert command.main([str(a) for a in args]) == 2
         error = capsys.readouterr().err
         assert error.startswith("csvae serve: error: ") and message in error and error.count("\n") == 1
@@ -638,20 +969,35 @@ def _free_port() -> int:
 
 def test_start_tf_serving_script_without_the_binary(export_dir):
     env = {**os.environ, "PATH": "/usr/bin:/bin"}
-    result = subprocess.run(["bash", ROOT / "serving" / "start_tf_serving.sh", export_dir], capture_output=True, text=True, env=env, timeout=30)
+    result = subprocess.run(
+        ["bash", ROOT / "serving" / "start_tf_serving.sh", export_dir],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
     if shutil.which("tensorflow_model_server", path=env["PATH"]):
         pytest.skip("tensorflow_model_server is installed in /usr/bin: the missing-binary message cannot be shown")
-    assert result.returncode == 127 and "tensorflow_model_server is not installed" in result.stderr and "csvae serve" in result.stderr
+    assert (
+        result.returncode == 127
+        and "tensorflow_model_server is not installed" in result.stderr
+        and "csvae serve" in result.stderr
+    )
 
 
 @pytest.mark.skipif(
     shutil.which("tensorflow_model_server") is None,
-    reason="tensorflow_model_server is not on PATH (no Debian/PyPI package; see serving/README_SECTION.md): real TF Serving contract test skipped",
+    reason="tensorflow_model_server is not on PATH (no Debian/PyPI package; see the README's "
+    "'Production: TensorFlow Serving'): real TF Serving contract test skipped",
 )
 def test_real_tf_serving_with_the_same_client(export_dir, reference):
     rest, grpc = _free_port(), _free_port()
-    process = subprocess.Popen(["bash", ROOT / "serving" / "start_tf_serving.sh", export_dir, str(rest), str(grpc)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        ["bash", ROOT / "serving" / "start_tf_serving.sh", export_dir, str(rest), str(grpc)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         client = TFServingClient(f"http://127.0.0.1:{rest}", timeout=10)
         deadline = time.monotonic() + 120
@@ -668,7 +1014,11 @@ def test_real_tf_serving_with_the_same_client(export_dir, reference):
         x, y = images(2, seed=12)
         for version in (1, 2):
             answer = TFServingClient(client.url, version=version).predict(inputs={"x": x, "y": 1 - y, "y_target": y})
-            np.testing.assert_allclose(np.array(answer), reference["savedmodel"](version, "manipulate", x=x, y=1 - y, y_target=y)["x_edited"], atol=1e-5)
+            np.testing.assert_allclose(
+                np.array(answer),
+                reference["savedmodel"](version, "manipulate", x=x, y=1 - y, y_target=y)["x_edited"],
+                atol=1e-5,
+            )
         assert decode_pngs([client.manipulate_image(png_of(x[0]), y[0].tolist())]).shape == (1, SIZE, SIZE, 3)
         with pytest.raises(ClientError) as error:
             client.predict(inputs={"x": x}, signature_name="nope")
@@ -689,7 +1039,10 @@ def test_deployment_files_agree():
 
     serving = ROOT / "serving"
     compose = yaml.safe_load((serving / "docker-compose.yml").read_text())["services"]["tf-serving"]
-    assert "--enable_batching" in compose["command"] and "--batching_parameters_file=/config/batching_parameters.txt" in compose["command"]
+    assert (
+        "--enable_batching" in compose["command"]
+        and "--batching_parameters_file=/config/batching_parameters.txt" in compose["command"]
+    )
     assert compose["ports"][0].startswith("127.0.0.1:8501:")
     config_map, deployment = list(yaml.safe_load_all((serving / "k8s" / "deployment.yaml").read_text()))
     service = yaml.safe_load((serving / "k8s" / "service.yaml").read_text())
@@ -700,8 +1053,12 @@ def test_deployment_files_agree():
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     assert {p["targetPort"] for p in service["spec"]["ports"]} == {"http", "grpc"}
     # the ConfigMap carries the same settings as the commented files
-    assert _config_values(config_map["data"]["batching_parameters.txt"]) == _config_values((serving / "batching_parameters.txt").read_text())
-    assert _config_values(config_map["data"]["models.config"]) == _config_values((serving / "models.config").read_text())
+    assert _config_values(config_map["data"]["batching_parameters.txt"]) == _config_values(
+        (serving / "batching_parameters.txt").read_text()
+    )
+    assert _config_values(config_map["data"]["models.config"]) == _config_values(
+        (serving / "models.config").read_text()
+    )
     params = _config_values((serving / "batching_parameters.txt").read_text())
     sizes = [int(n) for n in re.findall(r"allowed_batch_sizes:(\d+)", params)]
     assert sizes[-1] == int(re.search(r"max_batch_size\{value:(\d+)\}", params).group(1)) == 32

@@ -10,15 +10,13 @@ import onnx
 import onnxruntime as ort
 import pytest
 import tensorflow as tf
+from helpers import tiny_csvae
 from onnx import helper, numpy_helper
 
 from export import onnx_export, savedmodel, subpixel, verify
 from export.signatures import model_functions
-from helpers import tiny_csvae
 
 TOLERANCE = 1e-5
-
-
 
 
 @pytest.mark.parametrize(
@@ -51,8 +49,13 @@ def test_subpixel_call_equals_the_keras_layer(kernel, strides, size, c_in, filte
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(strides=1), dict(strides=2, padding="valid"), dict(strides=(2, 1)), dict(strides=2, output_padding=1),
-     dict(strides=2, use_bias=False)],
+    [
+        dict(strides=1),
+        dict(strides=2, padding="valid"),
+        dict(strides=(2, 1)),
+        dict(strides=2, output_padding=1),
+        dict(strides=2, use_bias=False),
+    ],
 )
 def test_context_rewrites_eligible_layers_and_falls_back_otherwise(kwargs):
     rng = np.random.default_rng(1)
@@ -81,14 +84,21 @@ def _d2s_conv_graph(c_in, s, c_out, kernel, pads, activation, bias):
     if bias:
         inits.append(numpy_helper.from_array(rng.standard_normal(c_out).astype(np.float32), "B"))
         conv_inputs.append("B")
-    nodes = [helper.make_node("DepthToSpace", ["v"], ["up"], blocksize=s),
-             helper.make_node("Conv", conv_inputs, ["conv"], kernel_shape=list(kernel), pads=list(pads))]
+    nodes = [
+        helper.make_node("DepthToSpace", ["v"], ["up"], blocksize=s),
+        helper.make_node("Conv", conv_inputs, ["conv"], kernel_shape=list(kernel), pads=list(pads)),
+    ]
     out = "conv"
     if activation:
         nodes.append(helper.make_node(activation, ["conv"], ["act"]))
         out = "act"
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("v", onnx.TensorProto.FLOAT, ["n", c_in * s * s, None, None])],
-                              [helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, ["n", c_out, None, None])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("v", onnx.TensorProto.FLOAT, ["n", c_in * s * s, None, None])],
+        [helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, ["n", c_out, None, None])],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -104,7 +114,9 @@ def _d2s_conv_graph(c_in, s, c_out, kernel, pads, activation, bias):
 def test_fold_depth_to_space_keeps_the_onnx_function(c_in, s, c_out, kernel, pads, activation, bias):
     model = _d2s_conv_graph(c_in, s, c_out, kernel, pads, activation, bias)
     v = np.random.default_rng(3).standard_normal((2, c_in * s * s, 5, 4)).astype(np.float32)
-    expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"v": v})[0]
+    expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"v": v})[
+        0
+    ]
     folded = onnx.ModelProto()
     folded.CopyFrom(model)
     assert subpixel.fold_depth_to_space(folded) == 1

@@ -59,8 +59,7 @@ def _aligned_features(images: np.ndarray, masks: np.ndarray, grid=(12, 12)):
         rows, cols = np.nonzero(masks[i])
         r = np.round(rows.min() + fractions[0] * (rows.max() - rows.min())).astype(int)
         c = np.round(cols.min() + fractions[1] * (cols.max() - cols.min())).astype(int)
-        features.append(np.concatenate([pixels[i][np.ix_(r, c)].ravel(),
-                                        edges[i][np.ix_(r, c)].ravel()]))
+        features.append(np.concatenate([pixels[i][np.ix_(r, c)].ravel(), edges[i][np.ix_(r, c)].ravel()]))
     return np.array(features)
 
 
@@ -79,9 +78,14 @@ def test_same_seed_same_bytes_in_another_process():
         f"images, _, factors = SyntheticFaces(32, chunk_size=5).sample({n}, {seed})\n"
         "print(_digest(images, factors))\n"
     )
-    child = subprocess.run([sys.executable, "-c", script], capture_output=True,
-                           text=True, check=True, cwd=REPO_ROOT,
-                           env={**os.environ, "PYTHONHASHSEED": "1"})
+    child = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONHASHSEED": "1"},
+    )
     assert child.stdout.strip().splitlines()[-1] == _digest(images, factors)
     other_images, _, _ = renderer.sample(n, seed + 1)
     assert not np.array_equal(images, other_images)
@@ -125,8 +129,7 @@ def test_counterfactual_changes_only_pixels_inside_the_mask(rendered):
     for attribute, faces, value, style in _edits(factors):
         index = np.flatnonzero(faces)
         assert len(index) > 0, (attribute, value, style)
-        edited, new_factors = renderer.counterfactual(
-            _faces(factors, faces), attribute, value, style)
+        edited, new_factors = renderer.counterfactual(_faces(factors, faces), attribute, value, style)
         _, new_masks = renderer.render(new_factors, return_masks=True)
         mask = masks[attribute][index]
         # The mask depends on nuisance factors only, not on the edit.
@@ -135,8 +138,7 @@ def test_counterfactual_changes_only_pixels_inside_the_mask(rendered):
         np.testing.assert_array_equal(edited[outside], images[index][outside])
         changed = np.any(edited != images[index], axis=(1, 2, 3))
         assert changed.all(), (attribute, value, style, index[~changed])
-        assert np.all(SyntheticFaces.style_of(new_factors, attribute)
-                      == (-1 if value == 0 else style))
+        assert np.all(SyntheticFaces.style_of(new_factors, attribute) == (-1 if value == 0 else style))
 
 
 def test_switching_on_and_off_again_restores_the_face(rendered):
@@ -154,8 +156,7 @@ def test_default_style_is_the_sampled_one(rendered):
         on = factors[attribute] == 1
         _, off_factors = renderer.counterfactual(factors, attribute, 0)
         back, back_factors = renderer.counterfactual(off_factors, attribute, 1)
-        np.testing.assert_array_equal(back_factors[f"{attribute}_style"][on],
-                                      factors[f"{attribute}_style"][on])
+        np.testing.assert_array_equal(back_factors[f"{attribute}_style"][on], factors[f"{attribute}_style"][on])
         np.testing.assert_array_equal(back[on], images[on])
 
 
@@ -192,8 +193,7 @@ def test_labels_and_styles_are_readable_from_pixels():
         factors = renderer.sample_factors(300, seed)
         images, masks = renderer.render(factors, return_masks=True)
         train_test.append((factors, images, masks))
-    (train_factors, train_images, train_masks), (test_factors, test_images,
-                                                  test_masks) = train_test
+    (train_factors, train_images, train_masks), (test_factors, test_images, test_masks) = train_test
     for attribute in ATTRIBUTES:
         train = _aligned_features(train_images, train_masks[attribute])
         test = _aligned_features(test_images, test_masks[attribute])
@@ -213,8 +213,9 @@ def test_labels_are_independent_and_balanced():
     labels = SyntheticFaces.labels(factors)
     assert labels.shape == (4000, len(ATTRIBUTES)) and labels.dtype == np.int32
     np.testing.assert_allclose(labels.mean(0), 0.5, atol=0.03)
-    correlation = np.corrcoef(np.column_stack(
-        [labels, factors["skin_tone"], factors["hair_style"], factors["face_size"]]).T)
+    correlation = np.corrcoef(
+        np.column_stack([labels, factors["skin_tone"], factors["hair_style"], factors["face_size"]]).T
+    )
     off_diagonal = correlation - np.eye(len(correlation))
     assert np.abs(off_diagonal).max() < 0.06
     for attribute in ATTRIBUTES:
@@ -258,8 +259,7 @@ def test_registry_load_gives_float_images_and_labels():
     x = np.stack([p[0] for p in pairs])
     y = np.stack([p[1] for p in pairs])
     assert x.min() >= 0.0 and x.max() <= 1.0 and len(np.unique(y)) == 2
-    arrays_x, arrays_y = data.load_arrays("synthetic_faces", split="train",
-                                          image_size=32, num_examples=16)
+    arrays_x, arrays_y = data.load_arrays("synthetic_faces", split="train", image_size=32, num_examples=16)
     np.testing.assert_array_equal(x, arrays_x)
     np.testing.assert_array_equal(y, arrays_y)
     images, labels, _ = SyntheticFaces(32).sample(16, sf.SPLIT_SEEDS["train"])
@@ -270,8 +270,7 @@ def test_registry_load_gives_float_images_and_labels():
     assert info.label_names == ("glasses", "smile", "facial_hair")
     assert preset("synthetic_faces").model["architecture"] == "conv"
     # Splits differ.
-    val_x, _ = data.load_arrays("synthetic_faces", split="validation",
-                                image_size=32, num_examples=16)
+    val_x, _ = data.load_arrays("synthetic_faces", split="validation", image_size=32, num_examples=16)
     assert not np.array_equal(val_x, arrays_x)
 
 

@@ -4,8 +4,8 @@ import dataclasses
 
 import numpy as np
 import pytest
-
 from helpers import compiled, tiny_csvae
+
 from keras_csvae.data import registry
 from keras_csvae.training import TrainConfig
 from keras_csvae.training.presets import PRESETS, preset

@@ -9,8 +9,8 @@ import zipfile
 
 import numpy as np
 import pytest
-
 from helpers import csvae_cli
+
 from keras_csvae.data import registry
 from keras_csvae.evaluation.evaluate import evaluate_run
 from keras_csvae.models import InputError
@@ -21,8 +21,14 @@ SMALL = {"num_examples": 512}
 
 
 def small_config(**kwargs):
-    values = dict(dataset="swiss_roll", epochs=2, batch_size=64, precision="float32", strategy="default",
-                  dataset_options=dict(SMALL))
+    values = dict(
+        dataset="swiss_roll",
+        epochs=2,
+        batch_size=64,
+        precision="float32",
+        strategy="default",
+        dataset_options=dict(SMALL),
+    )
     values.update(kwargs)
     return TrainConfig(**values)
 
@@ -63,10 +69,28 @@ def test_rerunning_a_finished_run_changes_nothing(finished_run):
 
 def test_resume_after_sigkill_keeps_one_entry_per_epoch(tmp_path):
     run_dir = tmp_path / "run"
-    args = ["train", "--dataset", "swiss_roll", "--epochs", "6", "--batch-size", "32", "--num-examples", "2048",
-            "--precision", "float32", "--strategy", "default", "--out", run_dir, "--verbose", "0"]
-    proc = subprocess.Popen([sys.executable, "-m", "keras_csvae.cli", *map(str, args)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = [
+        "train",
+        "--dataset",
+        "swiss_roll",
+        "--epochs",
+        "6",
+        "--batch-size",
+        "32",
+        "--num-examples",
+        "2048",
+        "--precision",
+        "float32",
+        "--strategy",
+        "default",
+        "--out",
+        run_dir,
+        "--verbose",
+        "0",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "keras_csvae.cli", *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     state = run_dir / "checkpoint" / "state.json"
     deadline = time.time() + 240
     try:

@@ -4,6 +4,15 @@ Importing this package registers every built-in dataset (and the
 ``synthetic_faces`` tensorflow-datasets builder).
 """
 
+# Each module registers its dataset(s) on import.
+from keras_csvae.data import (  # noqa: E402,F401  # noqa: E402,F401
+    celeba,
+    digits,
+    swiss_roll,  # noqa: E402,F401
+    synthetic_faces,
+    synthetic_faces_tfds,
+    tfd,
+)
 from keras_csvae.data.registry import (
     Dataset,
     DatasetError,
@@ -17,11 +26,6 @@ from keras_csvae.data.registry import (
     names,
     register_dataset,
 )
-
-# Each module registers its dataset(s) on import.
-from keras_csvae.data import swiss_roll  # noqa: E402,F401
-from keras_csvae.data import celeba, digits, tfd  # noqa: E402,F401
-from keras_csvae.data import synthetic_faces, synthetic_faces_tfds  # noqa: E402,F401
 
 __all__ = [
     "Dataset",

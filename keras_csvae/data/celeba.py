@@ -74,6 +74,7 @@ SUBSETS = {
     "celeba_glasses_facial_hair": ("eyeglasses", "facial_hair"),
 }
 
+
 def _eyeglasses(attributes):
     return attributes["Eyeglasses"]
 

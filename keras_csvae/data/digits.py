@@ -33,6 +33,7 @@ MAX_GREY_LEVEL = 16.0
 SPLIT_SEED = 0
 OPTIONS = ("image_size",)
 
+
 @functools.lru_cache(maxsize=1)
 def split_indices() -> dict[str, np.ndarray]:
     """Rows of ``load_digits()`` in each split: stratified by digit, 70/15/15, fixed seed."""

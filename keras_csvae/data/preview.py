@@ -39,8 +39,7 @@ def _upscale(image: np.ndarray) -> Image.Image:
 def _outline(mask: np.ndarray) -> np.ndarray:
     """bool ``[S, S]``: the mask pixels with a 4-neighbour outside it."""
     padded = np.pad(mask, 1, constant_values=False)
-    interior = (padded[:-2, 1:-1] & padded[2:, 1:-1]
-                & padded[1:-1, :-2] & padded[1:-1, 2:])
+    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
     return mask & ~interior
 
 
@@ -80,8 +79,9 @@ def _balanced_faces(renderer: SyntheticFaces, n: int, seed: int) -> dict:
     return {name: value[np.array(chosen)] for name, value in pool.items()}
 
 
-def preview_grid(out_png: str, image_size: int = 64, n: int = 16, seed: int = 0,
-                 columns: int = 8, counterfactual_rows: int = 1) -> str:
+def preview_grid(
+    out_png: str, image_size: int = 64, n: int = 16, seed: int = 0, columns: int = 8, counterfactual_rows: int = 1
+) -> str:
     """Writes a preview PNG and returns its path.
 
     Top: ``n`` faces sampled with ``seed`` (balanced so that every style
@@ -100,28 +100,34 @@ def preview_grid(out_png: str, image_size: int = 64, n: int = 16, seed: int = 0,
     width = columns * (_TILE + _PAD) + _PAD
     title_height = 22
     cf_row_height = _TILE + line_height + 6
-    height = (title_height + rows * (_TILE + caption + _PAD)
-              + title_height + len(ATTRIBUTES) * counterfactual_rows * cf_row_height
-              + _PAD)
+    height = (
+        title_height
+        + rows * (_TILE + caption + _PAD)
+        + title_height
+        + len(ATTRIBUTES) * counterfactual_rows * cf_row_height
+        + _PAD
+    )
     sheet = Image.new("RGB", (width, height), _BACKGROUND)
     draw = ImageDraw.Draw(sheet)
 
     y = _PAD
-    draw.text((_PAD, y), f"synthetic_faces ({image_size} px): samples and labels",
-              fill=_TEXT, font=title_font)
+    draw.text((_PAD, y), f"synthetic_faces ({image_size} px): samples and labels", fill=_TEXT, font=title_font)
     y += title_height
     for i in range(n):
         x = _PAD + (i % columns) * (_TILE + _PAD)
         top = y + (i // columns) * (_TILE + caption + _PAD)
         sheet.paste(_upscale(images[i]), (x, top))
         for j, (text, color) in enumerate(_label_lines(factors, i)):
-            draw.text((x + 2, top + _TILE + 2 + j * line_height), text,
-                      fill=color, font=font)
+            draw.text((x + 2, top + _TILE + 2 + j * line_height), text, fill=color, font=font)
     y += rows * (_TILE + caption + _PAD)
 
-    draw.text((_PAD, y), "counterfactuals: one attribute switched on, in each style "
-              "(white: the attribute's mask; all pixels outside it are unchanged)",
-              fill=_TEXT, font=title_font)
+    draw.text(
+        (_PAD, y),
+        "counterfactuals: one attribute switched on, in each style "
+        "(white: the attribute's mask; all pixels outside it are unchanged)",
+        fill=_TEXT,
+        font=title_font,
+    )
     y += title_height
     # Faces to edit come from another seed, so they are not the samples above.
     pool = renderer.sample_factors(64, seed + 1)
@@ -129,23 +135,22 @@ def preview_grid(out_png: str, image_size: int = 64, n: int = 16, seed: int = 0,
     for attribute in ATTRIBUTES:
         off = np.flatnonzero(pool[attribute] == 0)
         for row in range(counterfactual_rows):
-            chosen = off[row * faces_per_row:(row + 1) * faces_per_row]
+            chosen = off[row * faces_per_row : (row + 1) * faces_per_row]
             base = {name: value[chosen] for name, value in pool.items()}
             originals, masks = renderer.render(base, return_masks=True)
-            switched = [renderer.counterfactual(base, attribute, 1, style)[0]
-                        for style in range(len(STYLES[attribute]))]
+            switched = [
+                renderer.counterfactual(base, attribute, 1, style)[0] for style in range(len(STYLES[attribute]))
+            ]
             for k in range(len(chosen)):
                 tiles = [originals[k]] + [edited[k] for edited in switched]
-                texts = [f"no {_SHORT[attribute]}"] + [
-                    "+ " + name.replace("_", " ") for name in STYLES[attribute]]
+                texts = [f"no {_SHORT[attribute]}"] + ["+ " + name.replace("_", " ") for name in STYLES[attribute]]
                 outlined = originals[k].copy()
                 outlined[_outline(masks[attribute][k])] = _MASK_OUTLINE
                 tiles[0] = outlined
                 for t, (tile, text) in enumerate(zip(tiles, texts)):
                     x = _PAD + (k * len(tiles) + t) * (_TILE + _PAD)
                     sheet.paste(_upscale(tile), (x, y))
-                    draw.text((x + 2, y + _TILE + 2), text,
-                              fill=_TEXT if t else _TEXT_OFF, font=font)
+                    draw.text((x + 2, y + _TILE + 2), text, fill=_TEXT if t else _TEXT_OFF, font=font)
             y += cf_row_height
     directory = os.path.dirname(out_png)
     if directory:

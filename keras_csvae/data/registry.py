@@ -11,7 +11,8 @@ Every dataset yields unbatched ``(x, y)`` pairs:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -79,9 +80,7 @@ def register_dataset(name: str, dataset: Dataset) -> None:
 
 def get(name: str) -> Dataset:
     if name not in _REGISTRY:
-        raise DatasetError(
-            f"Unknown dataset {name!r}. Known datasets: {', '.join(sorted(_REGISTRY))}."
-        )
+        raise DatasetError(f"Unknown dataset {name!r}. Known datasets: {', '.join(sorted(_REGISTRY))}.")
     return _REGISTRY[name]
 
 
@@ -94,8 +93,7 @@ def _check_options(name: str, dataset: Dataset, options: dict[str, Any]) -> dict
     unknown = set(options) - set(dataset.options)
     if unknown:
         raise DatasetError(
-            f"Dataset {name!r} does not take option(s) {sorted(unknown)}; "
-            f"it takes {list(dataset.options) or 'none'}."
+            f"Dataset {name!r} does not take option(s) {sorted(unknown)}; it takes {list(dataset.options) or 'none'}."
         )
     return options
 

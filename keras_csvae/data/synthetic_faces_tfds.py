@@ -56,17 +56,14 @@ def _already_registered() -> bool:
     return _NAME in registry
 
 
-class SyntheticFacesBuilder(
-    tfds.core.GeneratorBasedBuilder, skip_registration=_already_registered()
-):
+class SyntheticFacesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=_already_registered()):
     """Procedural cartoon faces with ground-truth styles and factors."""
 
     name = _NAME
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
     BUILDER_CONFIGS = [
-        SyntheticFacesConfig(name=str(size), image_size=size,
-                             description=f"{size}x{size} px faces")
+        SyntheticFacesConfig(name=str(size), image_size=size, description=f"{size}x{size} px faces")
         for size in synthetic_faces.IMAGE_SIZES
     ]
     DEFAULT_CONFIG_NAME = "64"
@@ -76,20 +73,21 @@ class SyntheticFacesBuilder(
     def _info(self) -> tfds.core.DatasetInfo:
         size = self.builder_config.image_size
         one_face = synthetic_faces.SyntheticFaces().sample_factors(1, seed=0)
-        factor_shapes = {name: one_face[name].shape[1:]
-                         for name in _continuous_factor_names()}
+        factor_shapes = {name: one_face[name].shape[1:] for name in _continuous_factor_names()}
         attributes = synthetic_faces.ATTRIBUTES
         return self.dataset_info_from_configs(
             description=__doc__,
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=(size, size, 3)),
-                "labels": {a: tfds.features.Tensor(shape=(), dtype=np.bool_)
-                           for a in attributes},
-                "styles": {a: tfds.features.Tensor(shape=(), dtype=np.int32)
-                           for a in attributes},
-                "factors": {name: tfds.features.Tensor(shape=shape, dtype=np.float32)
-                            for name, shape in factor_shapes.items()},
-            }),
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(shape=(size, size, 3)),
+                    "labels": {a: tfds.features.Tensor(shape=(), dtype=np.bool_) for a in attributes},
+                    "styles": {a: tfds.features.Tensor(shape=(), dtype=np.int32) for a in attributes},
+                    "factors": {
+                        name: tfds.features.Tensor(shape=shape, dtype=np.float32)
+                        for name, shape in factor_shapes.items()
+                    },
+                }
+            ),
             supervised_keys=None,
             homepage="https://arxiv.org/abs/1812.06190",
             # The examples must stay in renderer order (seed order), not be
@@ -99,25 +97,22 @@ class SyntheticFacesBuilder(
 
     def _split_generators(self, dl_manager):
         del dl_manager  # everything is rendered
-        return {split: self._generate_examples(split)
-                for split in synthetic_faces.SPLIT_SEEDS}
+        return {split: self._generate_examples(split) for split in synthetic_faces.SPLIT_SEEDS}
 
     def _generate_examples(self, split: str):
         renderer = synthetic_faces.SyntheticFaces(self.builder_config.image_size)
         factor_names = _continuous_factor_names()
         n = self.SPLIT_SIZES[split]
         key = 0
-        for images, labels, factors in renderer.iter_chunks(
-            n, synthetic_faces.SPLIT_SEEDS[split], chunk=_RENDER_CHUNK
-        ):
+        for images, labels, factors in renderer.iter_chunks(n, synthetic_faces.SPLIT_SEEDS[split], chunk=_RENDER_CHUNK):
             for i, image in enumerate(images):
-                yield key, {
-                    "image": image,
-                    "labels": {a: bool(labels[i, j])
-                               for j, a in enumerate(synthetic_faces.ATTRIBUTES)},
-                    "styles": {a: np.int32(factors[f"{a}_style"][i])
-                               for a in synthetic_faces.ATTRIBUTES},
-                    "factors": {name: np.asarray(factors[name][i], np.float32)
-                                for name in factor_names},
-                }
+                yield (
+                    key,
+                    {
+                        "image": image,
+                        "labels": {a: bool(labels[i, j]) for j, a in enumerate(synthetic_faces.ATTRIBUTES)},
+                        "styles": {a: np.int32(factors[f"{a}_style"][i]) for a in synthetic_faces.ATTRIBUTES},
+                        "factors": {name: np.asarray(factors[name][i], np.float32) for name in factor_names},
+                    },
+                )
                 key += 1

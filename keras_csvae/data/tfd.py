@@ -50,6 +50,7 @@ REQUIRED_KEYS = ("images", "labs_ex", "labs_id", "folds")
 SPLIT_CODES = {"train": 1, "validation": 2, "test": 3}
 UNLABELLED = -1
 
+
 @dataclasses.dataclass(frozen=True)
 class _LabelledFaces:
     """The labelled rows of a TFD file (unlabelled rows dropped on reading)."""

@@ -100,9 +100,19 @@ def markdown_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def run_benchmark(out_dir, dataset="synthetic_faces", models=("csvae", "vae", "condvae", "condvae_info"),
-                  seeds=(0, 1, 2), epochs=None, image_size=None, num_examples=None, edit_examples=500,
-                  judge_dir=None, extra_model_kwargs=None, command=""):
+def run_benchmark(
+    out_dir,
+    dataset="synthetic_faces",
+    models=("csvae", "vae", "condvae", "condvae_info"),
+    seeds=(0, 1, 2),
+    epochs=None,
+    image_size=None,
+    num_examples=None,
+    edit_examples=500,
+    judge_dir=None,
+    extra_model_kwargs=None,
+    command="",
+):
     """Trains and evaluates ``models × seeds``; writes the results; returns the summary."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -117,8 +127,16 @@ def run_benchmark(out_dir, dataset="synthetic_faces", models=("csvae", "vae", "c
         results[model] = []
         for seed in seeds:
             run_dir = out_dir / f"{model}-seed{seed}"
-            config = TrainConfig(dataset=dataset, model=model, epochs=epochs, seed=seed, precision="auto",
-                                 strategy="auto", dataset_options=options, model_kwargs=dict(extra_model_kwargs or {}))
+            config = TrainConfig(
+                dataset=dataset,
+                model=model,
+                epochs=epochs,
+                seed=seed,
+                precision="auto",
+                strategy="auto",
+                dataset_options=options,
+                model_kwargs=dict(extra_model_kwargs or {}),
+            )
             t0 = time.time()
             print(f"== {model} seed {seed} -> {run_dir}")
             train(config, run_dir, verbose=2)

@@ -42,9 +42,12 @@ class SyntheticFacesTruth:
         attribute = ATTRIBUTES[i]
         if value == 0:
             return self.renderer.counterfactual(factors, attribute, 0)[0][None].astype(np.float32) / 255.0
-        return np.stack(
-            [self.renderer.counterfactual(factors, attribute, 1, style=s)[0] for s in range(self.style_counts[i])]
-        ).astype(np.float32) / 255.0
+        return (
+            np.stack(
+                [self.renderer.counterfactual(factors, attribute, 1, style=s)[0] for s in range(self.style_counts[i])]
+            ).astype(np.float32)
+            / 255.0
+        )
 
     def masks(self, factors, i):
         """``[n, S, S]`` bool: the pixels attribute ``i`` may change."""

@@ -97,8 +97,18 @@ def _masked_style_loss(y_true, logits):
     return tf.reduce_sum(losses * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
 
 
-def train_judge(x_train, y_train, x_test, y_test, styles_train=None, styles_test=None, epochs=8, seed=0, verbose=0,
-                min_steps=MIN_STEPS):
+def train_judge(
+    x_train,
+    y_train,
+    x_test,
+    y_test,
+    styles_train=None,
+    styles_test=None,
+    epochs=8,
+    seed=0,
+    verbose=0,
+    min_steps=MIN_STEPS,
+):
     """Trains a judge on real images.
 
     Args:
@@ -109,7 +119,9 @@ def train_judge(x_train, y_train, x_test, y_test, styles_train=None, styles_test
       ``Judge`` with ``accuracy`` on the test split: ``labels`` (mean over
       labels), ``per_label``, and ``styles`` (on examples with the attribute on).
     """
-    style_counts = () if styles_train is None else tuple(int(styles_train[:, i].max()) + 1 for i in range(y_train.shape[1]))
+    style_counts = (
+        () if styles_train is None else tuple(int(styles_train[:, i].max()) + 1 for i in range(y_train.shape[1]))
+    )
     model = build_judge(x_train.shape[1:], y_train.shape[1], style_counts, seed)
     losses = {"labels": keras.losses.BinaryCrossentropy(from_logits=True)}
     targets = {"labels": y_train}

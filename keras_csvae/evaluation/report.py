@@ -72,15 +72,24 @@ def edit_report(config, model, run_dir, num_examples=500, judge_dir=None, num_va
     editor = model_editor(model)
     variants = model_variants(model)
     result = edit_metrics(
-        editor, judge, x, y, model.label_names, truth=truth, factors=factors,
-        variants=variants if judge.has_styles else None, num_variants=num_variants,
+        editor,
+        judge,
+        x,
+        y,
+        model.label_names,
+        truth=truth,
+        factors=factors,
+        variants=variants if judge.has_styles else None,
+        num_variants=num_variants,
     )
     # Can the decoder draw each attribute at all? The judge's accuracy on
     # reconstructions bounds what any edit through this decoder can reach.
     judged_reconstruction = judge.labels(model.reconstruct(x, y))
     result["reconstruction_label_accuracy"] = float(np.mean(judged_reconstruction == y))
     for i, name in enumerate(model.label_names):
-        result["per_label"][name]["reconstruction_label_accuracy"] = float(np.mean(judged_reconstruction[:, i] == y[:, i]))
+        result["per_label"][name]["reconstruction_label_accuracy"] = float(
+            np.mean(judged_reconstruction[:, i] == y[:, i])
+        )
     result["judge_accuracy"] = judge.accuracy["labels"]
     if "styles" in judge.accuracy:
         result["judge_style_accuracy"] = judge.accuracy["styles"]

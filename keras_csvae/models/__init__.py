@@ -13,9 +13,9 @@
 ``MODELS`` maps the names ``TrainConfig.model`` takes to the classes.
 """
 
-from keras_csvae.models.numpy_api import InputError
-from keras_csvae.models.csvae import CSVAE
 from keras_csvae.models.cond_vae import CondVAE, CondVAEInfo
+from keras_csvae.models.csvae import CSVAE
+from keras_csvae.models.numpy_api import InputError
 from keras_csvae.models.vae import VAE
 
 MODELS = {"csvae": CSVAE, "vae": VAE, "condvae": CondVAE, "condvae_info": CondVAEInfo}

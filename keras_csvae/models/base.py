@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 
-import tensorflow as tf
 import keras
+import tensorflow as tf
 
 from keras_csvae import losses
 from keras_csvae.models import networks
 from keras_csvae.models.numpy_api import InputError, NumpyAPI
-
 
 ARCHITECTURE_DEFAULTS = {
     "architecture": None,  # "mlp" for vectors, "conv" for images
@@ -123,15 +122,26 @@ class LatentModel(NumpyAPI, keras.Model):
     def encoder_network(self, latent_dim, name, num_labels=0):
         """``networks.gaussian_encoder`` of ``x`` (and ``num_labels`` labels) in this model's architecture."""
         return networks.gaussian_encoder(
-            self.data_shape, latent_dim, architecture=self.architecture, hidden_units=self.hidden_units,
-            conv_filters=self.conv_filters, dense_units=self.dense_units, num_labels=num_labels, name=name,
+            self.data_shape,
+            latent_dim,
+            architecture=self.architecture,
+            hidden_units=self.hidden_units,
+            conv_filters=self.conv_filters,
+            dense_units=self.dense_units,
+            num_labels=num_labels,
+            name=name,
         )
 
     def decoder_network(self, latent_dim, name="decoder"):
         """``networks.decoder`` from ``latent_dim`` inputs in this model's architecture."""
         return networks.decoder(
-            self.data_shape, latent_dim, architecture=self.architecture, hidden_units=self.hidden_units,
-            decoder_filters=self.decoder_filters, output_activation=self.output_activation, name=name,
+            self.data_shape,
+            latent_dim,
+            architecture=self.architecture,
+            hidden_units=self.hidden_units,
+            decoder_filters=self.decoder_filters,
+            output_activation=self.output_activation,
+            name=name,
         )
 
     def adversary_network(self, input_dim):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import tensorflow as tf
-import keras
 
 from keras_csvae import losses
 from keras_csvae.models.base import OneOptimizerModel, TwoOptimizerModel

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+import keras
 import numpy as np
 import tensorflow as tf
-import keras
 
 from keras_csvae import losses
 from keras_csvae.models.base import TwoOptimizerModel, gaussian_sample

@@ -5,9 +5,9 @@ and one signature for ``encode``, ``reconstruct``, ``manipulate`` and
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import tensorflow as tf
-import keras
 
 
 class InputError(ValueError):

@@ -53,7 +53,7 @@ class TrainConfig:
     dataset_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-    def resolved(self) -> "TrainConfig":
+    def resolved(self) -> TrainConfig:
         """A copy with the dataset's preset filled in and values checked."""
         from keras_csvae.data import registry
         from keras_csvae.training.presets import preset
@@ -86,7 +86,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - known
         if unknown:

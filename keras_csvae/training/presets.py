@@ -70,7 +70,10 @@ PRESETS: dict[str, Preset] = {
     "digits": Preset(
         epochs=100,
         model=_conv(
-            8, [16, 32, 64], 128, [64, 32, 16],
+            8,
+            [16, 32, 64],
+            128,
+            [64, 32, 16],
             prior={"mean_absent": 0.0, "scale_absent": 0.1, "mean_present": 3.0, "scale_present": 0.1},
         ),
     ),

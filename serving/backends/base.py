@@ -13,7 +13,7 @@ import base64
 import binascii
 import dataclasses
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -110,7 +110,7 @@ class Servable:
                 results[prepared[0][0]] = self.error(err)
                 return results
             outputs = []
-            for i, inputs in prepared:
+            for _, inputs in prepared:
                 try:
                     outputs.append(pipeline.compute(inputs))
                 except Exception as single_err:  # noqa: BLE001

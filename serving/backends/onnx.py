@@ -108,8 +108,14 @@ class OnnxServable(Servable):
         composed = {}
         encode, decode = pipelines.get("encode"), pipelines.get("decode")
         prior, w_dim = self.model.get("prior"), self.model.get("w_dim")
-        if encode and decode and prior and w_dim and {"z_mean", "w_mean"} <= set(encode.signature.output_names) \
-                and set(decode.signature.input_names) == {"z", "w"}:
+        if (
+            encode
+            and decode
+            and prior
+            and w_dim
+            and {"z_mean", "w_mean"} <= set(encode.signature.output_names)
+            and set(decode.signature.input_names) == {"z", "w"}
+        ):
             (decoded,) = decode.signature.outputs
 
             def reconstruct(feeds):

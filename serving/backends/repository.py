@@ -34,7 +34,7 @@ def served_versions(available: list[int], policy) -> list[int]:
         return sorted(available)
     if kind == "specific":
         return sorted(v for v in available if v in values)
-    return sorted(available)[-values[0]:] if values[0] > 0 else []
+    return sorted(available)[-values[0] :] if values[0] > 0 else []
 
 
 class Repository:

@@ -214,4 +214,3 @@ def encode_image(pixels: np.ndarray, fmt: str = "PNG") -> bytes:
     else:
         raise ImageError(f"cannot write {fmt} pictures; use one of {', '.join(sorted(set(OUTPUT_FORMATS.values())))}.")
     return buffer.getvalue()
-

@@ -6,7 +6,7 @@ pipeline that renders on the fly and keeps what it rendered.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -36,8 +36,7 @@ DEFAULT_SPLIT_SIZES = {"train": 20000, "validation": 2000, "test": 2000}
 def _check_image_size(image_size) -> int:
     if image_size not in IMAGE_SIZES:
         raise registry.DatasetError(
-            f"synthetic_faces renders {' or '.join(map(str, IMAGE_SIZES))} px "
-            f"images; got image_size={image_size!r}."
+            f"synthetic_faces renders {' or '.join(map(str, IMAGE_SIZES))} px images; got image_size={image_size!r}."
         )
     return int(image_size)
 
@@ -62,15 +61,11 @@ class SyntheticFaces(FaceRenderer):
     style_of = staticmethod(style_of)
     style_id = staticmethod(style_id)
 
-    def __init__(self, image_size: int = 64, attribute_probs=(0.5, 0.5, 0.5),
-                 chunk_size: int | None = None):
+    def __init__(self, image_size: int = 64, attribute_probs=(0.5, 0.5, 0.5), chunk_size: int | None = None):
         super().__init__(_check_image_size(image_size), chunk_size)
         probs = np.asarray(attribute_probs, np.float64)
         if probs.shape != (len(ATTRIBUTES),) or np.any((probs < 0) | (probs > 1)):
-            raise ValueError(
-                f"attribute_probs must be {len(ATTRIBUTES)} probabilities, "
-                f"got {attribute_probs!r}."
-            )
+            raise ValueError(f"attribute_probs must be {len(ATTRIBUTES)} probabilities, got {attribute_probs!r}.")
         self.attribute_probs = probs
 
     def sample_factors(self, n: int, seed: int) -> dict[str, np.ndarray]:
@@ -87,8 +82,7 @@ class SyntheticFaces(FaceRenderer):
         factors = self.sample_factors(n, seed)
         return self.render(factors), self.labels(factors), factors
 
-    def iter_chunks(self, n: int, seed: int, chunk: int = 512
-                    ) -> Iterator[tuple[np.ndarray, np.ndarray, dict]]:
+    def iter_chunks(self, n: int, seed: int, chunk: int = 512) -> Iterator[tuple[np.ndarray, np.ndarray, dict]]:
         """``sample(n, seed)`` in consecutive pieces of at most ``chunk`` faces."""
         factors = self.sample_factors(n, seed)
         for start in range(0, n, chunk):
@@ -112,11 +106,8 @@ def split_size(split: str, num_examples=None) -> int:
     """Number of faces in ``split``: ``num_examples`` or the default size."""
     if num_examples is None:
         return DEFAULT_SPLIT_SIZES[split]
-    if isinstance(num_examples, bool) or not isinstance(num_examples, (int, np.integer)) \
-            or num_examples < 1:
-        raise registry.DatasetError(
-            f"num_examples must be a positive integer, got {num_examples!r}."
-        )
+    if isinstance(num_examples, bool) or not isinstance(num_examples, (int, np.integer)) or num_examples < 1:
+        raise registry.DatasetError(f"num_examples must be a positive integer, got {num_examples!r}.")
     return int(num_examples)
 
 

@@ -133,9 +133,9 @@ def sample_factors(n: int, seed: int, attribute_probs: np.ndarray) -> dict[str, 
         on = (uniforms[:, columns[attribute]] < prob).astype(np.int32)
         style_u = uniforms[:, columns[f"{attribute}_style_u"]]
         factors[attribute] = on
-        factors[f"{attribute}_style"] = np.where(
-            on == 1, _categorical(style_u, len(STYLES[attribute])), -1
-        ).astype(np.int32)
+        factors[f"{attribute}_style"] = np.where(on == 1, _categorical(style_u, len(STYLES[attribute])), -1).astype(
+            np.int32
+        )
         factors[f"{attribute}_style_u"] = style_u
         for name, low, high in _STYLE_UNIFORM[attribute]:
             factors[name] = low + (high - low) * uniforms[:, columns[name]]
@@ -162,9 +162,7 @@ def style_of(factors: dict, attribute: str) -> np.ndarray:
 def style_id(attribute: str, style_name: str) -> int:
     check_attribute(attribute)
     if style_name not in STYLES[attribute]:
-        raise ValueError(
-            f"Unknown {attribute} style {style_name!r}; use one of {STYLES[attribute]}."
-        )
+        raise ValueError(f"Unknown {attribute} style {style_name!r}; use one of {STYLES[attribute]}.")
     return STYLES[attribute].index(style_name)
 
 
@@ -194,10 +192,7 @@ def counterfactual_factors(factors: dict, attribute: str, value, style=None) -> 
             style = style_id(attribute, style)
         style = np.broadcast_to(np.asarray(style), (n,)).astype(np.int32)
         if np.any((style < 0) | (style >= num_styles)):
-            raise ValueError(
-                f"{attribute} styles are 0..{num_styles - 1} {STYLES[attribute]}; "
-                f"got {np.unique(style)}."
-            )
+            raise ValueError(f"{attribute} styles are 0..{num_styles - 1} {STYLES[attribute]}; got {np.unique(style)}.")
     new_factors = dict(factors)
     new_factors[attribute] = value
     new_factors[f"{attribute}_style"] = np.where(value == 1, style, -1).astype(np.int32)

@@ -28,11 +28,19 @@ def _rgb(*rows) -> np.ndarray:
 
 
 SKIN_PALETTE = _rgb(
-    (255, 224, 196), (241, 194, 160), (224, 172, 130),
-    (198, 134, 90), (160, 100, 65), (112, 72, 48),
+    (255, 224, 196),
+    (241, 194, 160),
+    (224, 172, 130),
+    (198, 134, 90),
+    (160, 100, 65),
+    (112, 72, 48),
 )
 HAIR_PALETTE = _rgb(
-    (30, 25, 25), (80, 48, 28), (135, 70, 32), (205, 160, 85), (175, 175, 175),
+    (30, 25, 25),
+    (80, 48, 28),
+    (135, 70, 32),
+    (205, 160, 85),
+    (175, 175, 175),
 )
 # Saturated or dark frames, so a frame never disappears against any skin tone.
 FRAME_PALETTE = _rgb((20, 20, 28), (190, 30, 45), (35, 75, 175), (25, 120, 70))
@@ -145,16 +153,14 @@ class _Window:
         if np.size(top) == 0:
             self.rows = self.cols = slice(0, 0)
         else:
-            self.rows = slice(int(max(np.floor(np.min(top)) - 1, 0)),
-                              int(min(np.ceil(np.max(bottom)) + 1, size)))
-            self.cols = slice(int(max(np.floor(np.min(left)) - 1, 0)),
-                              int(min(np.ceil(np.max(right)) + 1, size)))
+            self.rows = slice(int(max(np.floor(np.min(top)) - 1, 0)), int(min(np.ceil(np.max(bottom)) + 1, size)))
+            self.cols = slice(int(max(np.floor(np.min(left)) - 1, 0)), int(min(np.ceil(np.max(right)) + 1, size)))
         centres = np.arange(size, dtype=_F32) + _F32(0.5)
         self.X = centres[self.cols][None, None, :]
         self.Y = centres[self.rows][None, :, None]
 
     @classmethod
-    def full(cls, size: int) -> "_Window":
+    def full(cls, size: int) -> _Window:
         """The whole image, for every face."""
         whole = np.array([0.0, float(size)])
         return cls(size, slice(None), whole, whole, whole, whole)
@@ -322,8 +328,9 @@ class FaceRenderer:
         s = self.image_size
         window = _Window.full(s)
         centre = _F32(s / 2)
-        light = (window.param(f["light_x"] / s) * (window.X - centre)
-                 + window.param(f["light_y"] / s) * (window.Y - centre))
+        light = window.param(f["light_x"] / s) * (window.X - centre) + window.param(f["light_y"] / s) * (
+            window.Y - centre
+        )
         light += _F32(1.0)
         pixels *= light
         pixels *= _F32(255.0)
@@ -340,22 +347,20 @@ class FaceRenderer:
         """Shirt (shoulders) and neck."""
         cx, cy, a, b = g.cx, g.cy, g.a, g.b
         shoulder_y = cy + 0.88 * b
-        with self._patch(canvas, slice(None), shoulder_y - 1, shoulder_y + 2 * b,
-                         cx - 1.8 * a, cx + 1.8 * a) as p:
+        with self._patch(canvas, slice(None), shoulder_y - 1, shoulder_y + 2 * b, cx - 1.8 * a, cx + 1.8 * a) as p:
             if not p.empty:
-                shirt = _ellipse(p.X - p.param(cx), p.Y - p.param(shoulder_y + 0.6 * b),
-                                 p.param(1.75 * a), p.param(0.6 * b))
+                shirt = _ellipse(
+                    p.X - p.param(cx), p.Y - p.param(shoulder_y + 0.6 * b), p.param(1.75 * a), p.param(0.6 * b)
+                )
                 p.paint(shirt, p.color(f["shirt_color"]))
         neck_top, neck_bottom = cy + 0.4 * b, cy + 0.98 * b
-        with self._patch(canvas, slice(None), neck_top, neck_bottom + 0.16 * b,
-                         cx - 0.45 * a, cx + 0.45 * a) as p:
+        with self._patch(canvas, slice(None), neck_top, neck_bottom + 0.16 * b, cx - 0.45 * a, cx + 0.45 * a) as p:
             if not p.empty:
                 dx = p.X - p.param(cx)
                 neck = _slab(dx, p.param(0.4 * a)) * _slab(
-                    p.Y - p.param((neck_top + neck_bottom) / 2),
-                    p.param((neck_bottom - neck_top) / 2))
-                collar = _ellipse(dx, p.Y - p.param(neck_bottom), p.param(0.4 * a),
-                                  p.param(0.14 * b))
+                    p.Y - p.param((neck_top + neck_bottom) / 2), p.param((neck_bottom - neck_top) / 2)
+                )
+                collar = _ellipse(dx, p.Y - p.param(neck_bottom), p.param(0.4 * a), p.param(0.14 * b))
                 neck_color = p.color(g.skin * 0.86)
                 p.paint(neck, neck_color)
                 p.paint(collar, neck_color)
@@ -364,31 +369,31 @@ class FaceRenderer:
         """Hair behind the head: long hair and afro."""
         cx, cy, a, b = g.cx, g.cy, g.a, g.b
         long_index = np.flatnonzero(f["hair_style"] == HAIR_STYLES.index("long"))
-        with self._patch(canvas, long_index, cy - 1.15 * b, cy + 1.2 * b,
-                         cx - 1.32 * a, cx + 1.32 * a) as p:
+        with self._patch(canvas, long_index, cy - 1.15 * b, cy + 1.2 * b, cx - 1.32 * a, cx + 1.32 * a) as p:
             if not p.empty:
-                back = _ellipse(p.X - p.param(cx), p.Y - p.param(cy + 0.15 * b),
-                                p.param(1.3 * a), p.param(1.28 * b))
+                back = _ellipse(p.X - p.param(cx), p.Y - p.param(cy + 0.15 * b), p.param(1.3 * a), p.param(1.28 * b))
                 back *= _above(p.Y - p.param(cy + 1.15 * b))
                 p.paint(back, p.color(g.hair))
         afro_index = np.flatnonzero(f["hair_style"] == HAIR_STYLES.index("afro"))
-        with self._patch(canvas, afro_index, cy - 1.3 * b, cy + 0.75 * b,
-                         cx - 1.5 * a, cx + 1.5 * a) as p:
+        with self._patch(canvas, afro_index, cy - 1.3 * b, cy + 0.75 * b, cx - 1.5 * a, cx + 1.5 * a) as p:
             if not p.empty:
-                afro = _ellipse(p.X - p.param(cx), p.Y - p.param(cy - 0.3 * b),
-                                p.param(1.48 * a), p.param(1.0 * b))
+                afro = _ellipse(p.X - p.param(cx), p.Y - p.param(cy - 0.3 * b), p.param(1.48 * a), p.param(1.0 * b))
                 p.paint(afro, p.color(g.hair))
 
     def _paint_head(self, canvas, f, g):
         """Ears, then the head: an egg, narrower towards the chin."""
         cx, cy, a, b = g.cx, g.cy, g.a, g.b
         ear_rx, ear_ry = 0.17 * a, 0.24 * b
-        with self._patch(canvas, slice(None), cy - 0.02 * b - ear_ry,
-                         cy - 0.02 * b + ear_ry, cx - a - ear_rx,
-                         cx + a + ear_rx) as p:
+        with self._patch(
+            canvas, slice(None), cy - 0.02 * b - ear_ry, cy - 0.02 * b + ear_ry, cx - a - ear_rx, cx + a + ear_rx
+        ) as p:
             if not p.empty:
-                ears = _ellipse(np.abs(p.X - p.param(cx)) - p.param(0.97 * a),
-                                p.Y - p.param(cy - 0.02 * b), p.param(ear_rx), p.param(ear_ry))
+                ears = _ellipse(
+                    np.abs(p.X - p.param(cx)) - p.param(0.97 * a),
+                    p.Y - p.param(cy - 0.02 * b),
+                    p.param(ear_rx),
+                    p.param(ear_ry),
+                )
                 p.paint(ears, p.color(g.skin * 0.92))
         with self._patch(canvas, slice(None), cy - b, cy + b, cx - a, cx + a) as p:
             if not p.empty:
@@ -417,8 +422,7 @@ class FaceRenderer:
         hairline_centre = {"short": -0.45, "long": -0.42, "afro": -0.55}
         for style, centre in hairline_centre.items():
             index = np.flatnonzero(f["hair_style"] == HAIR_STYLES.index(style))
-            with self._patch(canvas, index, cy - 1.08 * b, cy + 0.2 * b,
-                             cx - 1.08 * a, cx + 1.08 * a) as p:
+            with self._patch(canvas, index, cy - 1.08 * b, cy + 0.2 * b, cx - 1.08 * a, cx + 1.08 * a) as p:
                 if p.empty:
                     continue
                 dx = p.X - p.param(cx)
@@ -428,8 +432,7 @@ class FaceRenderer:
                 cap *= _above(p.Y - hairline)
                 p.paint(cap, p.color(g.hair))
         bald = np.flatnonzero(f["hair_style"] == HAIR_STYLES.index("bald"))
-        with self._patch(canvas, bald, cy - 0.5 * b, cy + 0.15 * b,
-                         cx - 1.08 * a, cx + 1.08 * a) as p:
+        with self._patch(canvas, bald, cy - 0.5 * b, cy + 0.15 * b, cx - 1.08 * a, cx + 1.08 * a) as p:
             if not p.empty:
                 # A band along the head outline, over the ears' level only.
                 fringe = _coverage(self._egg_inside(p, g, 1.06, 1.04, 0.0))
@@ -443,8 +446,9 @@ class FaceRenderer:
         eye_rx = 0.18 * a * f["eye_size"]
         eye_ry = 0.14 * a * f["eye_size"]
         brow_y = g.eye_y - 0.32 * a
-        with self._patch(canvas, slice(None), brow_y - 0.1 * a, g.eye_y + eye_ry,
-                         cx - g.eye_dx - 0.3 * a, cx + g.eye_dx + 0.3 * a) as p:
+        with self._patch(
+            canvas, slice(None), brow_y - 0.1 * a, g.eye_y + eye_ry, cx - g.eye_dx - 0.3 * a, cx + g.eye_dx + 0.3 * a
+        ) as p:
             if not p.empty:
                 dx = np.abs(p.X - p.param(cx)) - p.param(g.eye_dx)
                 brows = _hcapsule(dx, p.Y - p.param(brow_y), p.param(0.16 * a), p.param(g.line))
@@ -454,11 +458,9 @@ class FaceRenderer:
                 pupil = p.param(np.maximum(0.09 * a * f["eye_size"], 0.75))
                 p.paint(_ellipse(dx, dy, pupil, pupil), _PUPIL)
         nose_y = g.cy + 0.17 * b
-        with self._patch(canvas, slice(None), nose_y - 0.12 * a, nose_y + 0.12 * a,
-                         cx - 0.1 * a, cx + 0.1 * a) as p:
+        with self._patch(canvas, slice(None), nose_y - 0.12 * a, nose_y + 0.12 * a, cx - 0.1 * a, cx + 0.1 * a) as p:
             if not p.empty:
-                nose = _ellipse(p.X - p.param(cx), p.Y - p.param(nose_y), p.param(0.08 * a),
-                                p.param(0.1 * a))
+                nose = _ellipse(p.X - p.param(cx), p.Y - p.param(nose_y), p.param(0.08 * a), p.param(0.1 * a))
                 p.paint(nose, p.color(g.skin * 0.8))
 
     # The three attributes. Each paints through its mask (a no-op by design:
@@ -471,14 +473,22 @@ class FaceRenderer:
         cx, a, b = g.cx, g.a, g.b
         if attribute == "glasses":
             half_height = g.lens_max + g.frame + 1.0
-            return (g.eye_y - half_height, g.eye_y + half_height,
-                    cx - 1.02 * a - g.frame - 1.0, cx + 1.02 * a + g.frame + 1.0)
+            return (
+                g.eye_y - half_height,
+                g.eye_y + half_height,
+                cx - 1.02 * a - g.frame - 1.0,
+                cx + 1.02 * a + g.frame + 1.0,
+            )
         if attribute == "smile":
             # The closed arc's corners rise to mouth_y - 0.05 a, and its stroke
             # (line + halo) is steep there: up to twice as tall.
             stroke = g.line + g.halo + 1.0
-            return (g.mouth_y - 0.1 * a - 2 * stroke, g.mouth_y + 0.42 * a + stroke,
-                    cx - 0.55 * a - stroke, cx + 0.55 * a + stroke)
+            return (
+                g.mouth_y - 0.1 * a - 2 * stroke,
+                g.mouth_y + 0.42 * a + stroke,
+                cx - 0.55 * a - stroke,
+                cx + 0.55 * a + stroke,
+            )
         # facial_hair: the lower face, from just below the eyes to below the
         # chin, narrowed to the (grown) head outline in _mask.
         return (g.cy - 0.1 * b, g.cy + 1.22 * b, cx - 1.12 * a, cx + 1.12 * a)
@@ -555,8 +565,7 @@ class FaceRenderer:
             if name == "goatee":
                 # Low on the chin, so that an open mouth does not hide it.
                 chin_y = g.mouth_y + 0.45 * a
-                hair = _ellipse(dx, p.Y - p.param(chin_y), p.param(0.2 * a * thickness),
-                                p.param(0.24 * a))
+                hair = _ellipse(dx, p.Y - p.param(chin_y), p.param(0.2 * a * thickness), p.param(0.24 * a))
                 hair *= _coverage(p.Y - p.param(g.mouth_y + 0.12 * a))
                 p.paint(self._clip(hair, mask), p.color(color))
             if name == "full_beard":
@@ -599,8 +608,7 @@ class FaceRenderer:
         bulge = _F32(1.0) - u * u
         upper = p.param(top_y) + p.param(upper_sag) * bulge
         lower = p.param(top_y) + p.param(lower_sag) * bulge
-        return (p.param(half_width), upper, lower, p.param(top_y), p.param(upper_sag),
-                p.param(lower_sag))
+        return (p.param(half_width), upper, lower, p.param(top_y), p.param(upper_sag), p.param(lower_sag))
 
     def _mouth_shape(self, p, f, g, name):
         """A function ``grow [m, 1, 1] -> coverage [m, h, w]`` of the mouth's
@@ -609,8 +617,7 @@ class FaceRenderer:
         dx = p.X - p.param(g.cx)
         line = p.param(g.line)
         if name == "neutral":
-            return lambda grow: _hcapsule(dx, p.Y - p.param(g.mouth_y), p.param(0.2 * a),
-                                          line + grow)
+            return lambda grow: _hcapsule(dx, p.Y - p.param(g.mouth_y), p.param(0.2 * a), line + grow)
         if name == "closed":
             # A thin upward arc, y = top + sag * (1 - u^2), |u| <= 1.
             half_width = 0.36 * a * f["smile_width"]
@@ -621,8 +628,7 @@ class FaceRenderer:
             slope = p.param(2 * sag / half_width) * u
             normal_scale = _F32(1.0) / np.sqrt(_F32(1.0) + slope * slope)
             distance = np.abs(p.Y - curve) * normal_scale
-            return lambda grow: (_coverage(line + grow - distance)
-                                 * _slab(dx, p.param(half_width) + grow))
+            return lambda grow: _coverage(line + grow - distance) * _slab(dx, p.param(half_width) + grow)
         half_width, upper, lower, *_ = self._mouth_arcs(p, f, g, name)
 
         def outlined_region(grow):
@@ -634,20 +640,19 @@ class FaceRenderer:
         return outlined_region
 
     def _paint_mouth_inside(self, p, f, g, name, mask, lips):
-        half_width, upper, lower, top_y, upper_sag, lower_sag = self._mouth_arcs(
-            p, f, g, name)
+        half_width, upper, lower, top_y, upper_sag, lower_sag = self._mouth_arcs(p, f, g, name)
         inside = _coverage(p.Y - upper) * _above(p.Y - lower)
         if name == "grin":  # all teeth, with a line between the rows
             p.paint(self._clip(inside, mask), _TEETH)
-            middle = _coverage(p.param(g.line) * _F32(0.6)
-                               - np.abs(p.Y - (upper + lower) * _F32(0.5)))
+            middle = _coverage(p.param(g.line) * _F32(0.6) - np.abs(p.Y - (upper + lower) * _F32(0.5)))
             p.paint(self._clip(middle * inside, mask), p.color(lips))
             return
         p.paint(self._clip(inside, mask), _MOUTH_INSIDE)
         teeth = inside * _above(p.Y - upper - p.param(0.08 * g.a))
         p.paint(self._clip(teeth, mask), _TEETH)
-        tongue = _ellipse(p.X - p.param(g.cx), p.Y - (top_y + lower_sag),
-                          half_width * _F32(0.6), (lower_sag - upper_sag) * _F32(0.4))
+        tongue = _ellipse(
+            p.X - p.param(g.cx), p.Y - (top_y + lower_sag), half_width * _F32(0.6), (lower_sag - upper_sag) * _F32(0.4)
+        )
         p.paint(self._clip(tongue * inside, mask), _TONGUE)
 
     def _paint_glasses(self, canvas, f, g):
@@ -672,10 +677,8 @@ class FaceRenderer:
                 rho = _norm_radius(dx, dy, rx, ry)
             lens_fill = _coverage((_F32(1.0) - rho) * ry)
             if name == "sunglasses":
-                p.paint(self._clip(lens_fill, mask),
-                        p.color(_DARK_LENS * 0.8 + frame_color * 0.2))
-                glint = _ellipse(dx + rx * _F32(0.35), dy + ry * _F32(0.4),
-                                 rx * _F32(0.22), ry * _F32(0.16))
+                p.paint(self._clip(lens_fill, mask), p.color(_DARK_LENS * 0.8 + frame_color * 0.2))
+                glint = _ellipse(dx + rx * _F32(0.35), dy + ry * _F32(0.4), rx * _F32(0.22), ry * _F32(0.16))
                 p.paint(self._clip(glint * _F32(0.8), mask), _EYE_WHITE)
             else:  # clear lenses with a faint blue tint
                 p.paint(self._clip(lens_fill * _F32(0.25), mask), (0.75, 0.88, 1.0))
@@ -688,8 +691,6 @@ class FaceRenderer:
             temple_start = p.param(g.eye_dx) + rx
             temple_end = p.param(0.98 * a)
             temple_half = np.maximum((temple_end - temple_start) * _F32(0.5), 0.0)
-            temples = _hcapsule(np.abs(centre_dx) - (temple_start + temple_half),
-                                bar_y, temple_half, frame)
+            temples = _hcapsule(np.abs(centre_dx) - (temple_start + temple_half), bar_y, temple_half, frame)
             bars = np.maximum(bridge, temples)
             p.paint(self._clip(bars, mask), p.color(frame_color))
-
