@@ -43,15 +43,6 @@ import time  # noqa: E402
 
 LABELS = ("glasses", "smile", "facial_hair")
 PLAIN_ONNX = "manipulate.plain.onnx"  # written next to the export's files by this script only
-TINY = dict(
-    architecture="conv",
-    z_dim=4,
-    w_dim=2,
-    conv_filters=[4, 8, 8],
-    dense_units=16,
-    decoder_filters=[8, 8, 4],
-    adversary_units=[8],
-)
 
 
 def build_model(quick):
@@ -62,7 +53,7 @@ def build_model(quick):
 
     keras.utils.set_random_seed(0)
     size = 32 if quick else 64
-    kwargs = TINY if quick else dict(preset("synthetic_faces").model)
+    kwargs = common.TINY if quick else dict(preset("synthetic_faces").model)
     return CSVAE(data_shape=(size, size, 3), num_labels=3, label_names=LABELS, **kwargs), size
 
 

@@ -61,7 +61,7 @@ def child_train(spec: dict) -> dict:
     if spec.get("pipeline"):
         from keras_csvae.training.train import dataset_for
 
-        config = _faces_config(size, spec["pipeline"], batch)
+        config = common.faces_config(size, spec["pipeline"], batch)
         dataset = dataset_for(config, model, "train", shuffle=True).repeat()
     else:
         x, y = bench_train.random_batch(arch, size, batch)
@@ -71,17 +71,6 @@ def child_train(spec: dict) -> dict:
     model.fit(dataset, steps_per_epoch=spec["steps"], epochs=1, verbose=0)
     phases[f"after {spec['steps']} more steps"] = common.peak_rss_mb()
     return {"phases": phases, "params": n_params, "rss_end": _rss_mb(), "seconds": time.perf_counter() - start}
-
-
-def _faces_config(size, n, batch):
-    from keras_csvae.training import TrainConfig
-
-    return TrainConfig(
-        dataset="synthetic_faces",
-        dataset_options={"image_size": size, "num_examples": n},
-        batch_size=batch,
-        precision="float32",
-    ).resolved()
 
 
 def child_pipeline(spec: dict) -> dict:
@@ -95,7 +84,7 @@ def child_pipeline(spec: dict) -> dict:
     size, n, batch = spec["size"], spec["n"], spec["batch"]
     if spec["variant"] == "dataset_for":
         model = types.SimpleNamespace(check_static_shapes=lambda x, y: None)
-        dataset = dataset_for(_faces_config(size, n, batch), model, "train", shuffle=True)
+        dataset = dataset_for(common.faces_config(size, n, batch), model, "train", shuffle=True)
     else:
         import bench_pipeline
 

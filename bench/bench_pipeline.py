@@ -40,15 +40,15 @@ import time  # noqa: E402
 TARGET_RATIO = 5.0
 
 
-def faces_config(size, n, batch):
-    from keras_csvae.training import TrainConfig
-
-    return TrainConfig(
-        dataset="synthetic_faces",
-        dataset_options={"image_size": size, "num_examples": n},
-        batch_size=batch,
-        precision="float32",
-    ).resolved()
+# Columns of the pipeline tables: the first pass fills the caches, later passes read them.
+PASS_COLUMNS = [
+    "pipeline",
+    "size",
+    "first pass img/s (wall)",
+    "first pass img per CPU-s",
+    "later passes img/s (wall)",
+    "later passes img per CPU-s",
+]
 
 
 def stub_model(shape, labels):
@@ -90,7 +90,7 @@ def faces_variants(size, n, batch):
     from keras_csvae import data
     from keras_csvae.training.train import dataset_for
 
-    config = faces_config(size, n, batch)
+    config = common.faces_config(size, n, batch)
     model = stub_model((size, size, 3), 3)
 
     def before():
@@ -282,7 +282,7 @@ def fit_comparison(size, n, batch, steps, log):
     iterators = {
         "in-memory batch": iter(tf.data.Dataset.from_tensors((x, y)).repeat()),
         "`dataset_for` pipeline": iter(
-            dataset_for(faces_config(size, n, batch), model, "train", shuffle=True).repeat()
+            dataset_for(common.faces_config(size, n, batch), model, "train", shuffle=True).repeat()
         ),
     }
     model.make_train_function()
@@ -361,14 +361,7 @@ def main(argv=None):
 
     report.heading(f"synthetic_faces through tf.data ({n_faces} faces per pass, batch {batch})")
     report.table(
-        [
-            "pipeline",
-            "size",
-            "first pass img/s (wall)",
-            "first pass img per CPU-s",
-            "later passes img/s (wall)",
-            "later passes img per CPU-s",
-        ],
+        PASS_COLUMNS,
         [(name, f"{size} px", f[0], f[1], s[0], s[1]) for (size, name), (f, s) in faces_rows.items()],
         note=f"Later passes: median of {rounds} passes per pipeline, interleaved. "
         "First pass: renders every face (then kept as uint8 in memory). The shuffle buffer of "
@@ -377,14 +370,7 @@ def main(argv=None):
     )
     report.heading(f"CelebA-style pipeline ({n_celeba} images of 218×178 per pass, {distinct} distinct JPEGs)")
     report.table(
-        [
-            "pipeline",
-            "size",
-            "first pass img/s (wall)",
-            "first pass img per CPU-s",
-            "later passes img/s (wall)",
-            "later passes img per CPU-s",
-        ],
+        PASS_COLUMNS,
         [(name, f"{size} px", f[0], f[1], s[0], s[1]) for (size, name), (f, s) in celeba_rows.items()],
         note="celeba.py's own `_tf_data` (crop 148×148, antialiased resize, labels), fed by an in-memory "
         "source of JPEG bytes (tfds's TFRecord reading is not included). First pass: decodes every "

@@ -45,15 +45,6 @@ import time  # noqa: E402
 
 MODES = ("float32", "xla", "bf16", "bf16+xla")
 MODE_LABEL = {"float32": "float32 graph", "xla": "float32 XLA", "bf16": "mixed_bfloat16", "bf16+xla": "bf16 + XLA"}
-TINY = dict(
-    architecture="conv",
-    z_dim=4,
-    w_dim=2,
-    conv_filters=[4, 8, 8],
-    dense_units=16,
-    decoder_filters=[8, 8, 4],
-    adversary_units=[8],
-)
 
 
 # -- models -------------------------------------------------------------------------------------
@@ -78,7 +69,7 @@ def architectures() -> dict[str, dict]:
         "default": faces,
         "paper": paper,
         "celeba": trained("celeba_glasses_facial_hair"),
-        "tiny": TINY,
+        "tiny": common.TINY,
     }
 
 

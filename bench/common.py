@@ -42,7 +42,29 @@ PACKAGES = (
     "numpy",
     "pillow",
 )
+# The smallest conv model of the quick modes: seconds per measurement.
+TINY = dict(
+    architecture="conv",
+    z_dim=4,
+    w_dim=2,
+    conv_filters=[4, 8, 8],
+    dense_units=16,
+    decoder_filters=[8, 8, 4],
+    adversary_units=[8],
+)
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def faces_config(size, n, batch):
+    """The resolved ``csvae train`` config of ``n`` synthetic faces at ``size`` px, float32."""
+    from keras_csvae.training import TrainConfig
+
+    return TrainConfig(
+        dataset="synthetic_faces",
+        dataset_options={"image_size": size, "num_examples": n},
+        batch_size=batch,
+        precision="float32",
+    ).resolved()
 
 
 def quiet_tensorflow() -> None:

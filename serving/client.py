@@ -28,6 +28,8 @@ try:  # optional: faster, and writes numpy arrays directly
 except ImportError:  # pragma: no cover - the project pins orjson
     orjson = None
 
+from serving.runtime.contract import IMAGE_INPUT, IMAGE_SIGNATURE
+
 
 class ClientError(Exception):
     """An error answer: HTTP ``status`` and the server's ``{"error": message}``."""
@@ -167,7 +169,7 @@ class TFServingClient:
         """Input names of ``manipulate_image`` (read once from the model's metadata)."""
         if self._image_input_names is None:
             signatures = self.metadata()["metadata"]["signature_def"]["signature_def"]
-            self._image_input_names = set(signatures.get("manipulate_image", {}).get("inputs", {}))
+            self._image_input_names = set(signatures.get(IMAGE_SIGNATURE, {}).get("inputs", {}))
         return self._image_input_names
 
     def manipulate_images(self, images, targets, sources=None) -> list[bytes]:
@@ -189,11 +191,11 @@ class TFServingClient:
         instances = []
         for image, target, source in zip(images, targets, sources):
             y = self._source(target, source)
-            instance = {"image_bytes": b64(image), "y_target": self._target(target, base=y)}
+            instance = {IMAGE_INPUT: b64(image), "y_target": self._target(target, base=y)}
             if with_source:
                 instance["y"] = y
             instances.append(instance)
-        predictions = self.predict(instances, signature_name="manipulate_image")
+        predictions = self.predict(instances, signature_name=IMAGE_SIGNATURE)
         return [base64.b64decode(p["b64"]) for p in predictions]
 
     def manipulate_image(self, png_bytes: bytes, target, source=None) -> bytes:

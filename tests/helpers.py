@@ -10,6 +10,27 @@ import numpy as np
 
 TINY_CONV = dict(architecture="conv", conv_filters=(4, 8, 8), dense_units=16, decoder_filters=(8, 8, 4), z_dim=4)
 TINY_MLP = dict(architecture="mlp", hidden_units=(16, 16), z_dim=2)
+# The signatures of a CSVAE export.
+SIGNATURES = {
+    "serving_default",
+    "encode",
+    "decode",
+    "reconstruct",
+    "manipulate",
+    "edit_at",
+    "sample",
+    "manipulate_image",
+}
+# Conv arguments, as lists the way JSON configs hold them, that every registered model accepts.
+TINY_IMAGE = dict(
+    architecture="conv",
+    conv_filters=[4, 8, 8],
+    dense_units=16,
+    decoder_filters=[8, 8, 4],
+    z_dim=4,
+    w_dim=2,
+    adversary_units=[8],
+)
 
 
 def tiny_csvae(data_shape=(3,), num_labels=1, **kwargs):

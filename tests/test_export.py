@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import run_python
+from helpers import SIGNATURES, TINY_IMAGE, run_python
 
 from export import command, metadata, precision, quantize, verify
 from export.errors import ExportError, VerificationError
@@ -29,28 +29,8 @@ from keras_csvae.models import MODELS
 from keras_csvae.training import TrainConfig, build_model, compile_model
 from keras_csvae.training.runs import load_run, split_arrays
 
-# CSVAE-style constructor arguments that every registered model accepts.
-TINY_IMAGE = dict(
-    architecture="conv",
-    conv_filters=[4, 8, 8],
-    dense_units=16,
-    decoder_filters=[8, 8, 4],
-    z_dim=4,
-    w_dim=2,
-    adversary_units=[8],
-)
 TINY_MLP = dict(architecture="mlp", hidden_units=[16, 16], z_dim=2, w_dim=2, adversary_units=[8])
 ONNX_FILES = ("encode", "decode", "manipulate", "edit_at")
-CSVAE_SIGNATURES = {
-    "serving_default",
-    "encode",
-    "decode",
-    "reconstruct",
-    "manipulate",
-    "edit_at",
-    "sample",
-    "manipulate_image",
-}
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -159,7 +139,7 @@ def test_export_layout_models_config_and_metadata(digits_export):
     assert content["training_config"]["dataset"] == "digits"
     assert {"keras-csvae", "tensorflow", "keras", "tf2onnx", "onnxruntime"} <= set(content["versions"])
     signatures = content["savedmodel"]["signatures"]
-    assert set(signatures) == CSVAE_SIGNATURES
+    assert set(signatures) == SIGNATURES
     assert signatures["serving_default"] == signatures["manipulate"]
     labels = {"dtype": "float32", "shape": [-1, 10]}
     # The per-label edit needs the source labels y beside the targets.
@@ -181,7 +161,7 @@ def test_savedmodel_signatures_as_tf_serving_loads_them(digits_export):
     with verify.savedmodel_session(digits_export["out"] / "savedmodel" / "csvae" / "1") as (_, meta_graph):
         signatures = verify.describe_signatures(meta_graph)
         ops = verify.graph_op_types(meta_graph)
-    assert set(signatures) == CSVAE_SIGNATURES
+    assert set(signatures) == SIGNATURES
     for name, signature in signatures.items():
         assert signature["method_name"] == "tensorflow/serving/predict"
         for tensor in [*signature["inputs"].values(), *signature["outputs"].values()]:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import SIGNATURES, TINY_IMAGE
 
 from serving import backends
 from serving.client import ClientError, TFServingClient, b64
@@ -39,25 +40,6 @@ from serving.server import ServerConfig, ServerThread
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ("glasses", "smile", "facial_hair")
 SIZE = 16
-TINY = dict(
-    architecture="conv",
-    conv_filters=[4, 8, 8],
-    dense_units=16,
-    decoder_filters=[8, 8, 4],
-    z_dim=4,
-    w_dim=2,
-    adversary_units=[8],
-)
-SIGNATURES = {
-    "serving_default",
-    "encode",
-    "decode",
-    "reconstruct",
-    "manipulate",
-    "edit_at",
-    "sample",
-    "manipulate_image",
-}
 TEST_CONFIG = dict(
     port=0, max_batch_size=32, batch_timeout_ms=2.0, max_body_bytes=1 << 20, read_timeout_s=1.0, timeout_s=20.0
 )
@@ -99,7 +81,7 @@ def _tiny_model(seed):
     from keras_csvae.models import CSVAE
 
     keras.utils.set_random_seed(seed)
-    return CSVAE(data_shape=(SIZE, SIZE, 3), num_labels=3, label_names=LABELS, **TINY)
+    return CSVAE(data_shape=(SIZE, SIZE, 3), num_labels=3, label_names=LABELS, **TINY_IMAGE)
 
 
 def shared_export(tmp_path_factory) -> Path:
