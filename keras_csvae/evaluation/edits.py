@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from keras_csvae.data.synthetic_faces import ATTRIBUTES, SPLIT_SEEDS, STYLES, SyntheticFaces
+from keras_csvae.data.synthetic_faces.factors import counterfactual_factors
 from keras_csvae.evaluation.judge import is_one_hot
 
 
@@ -58,7 +59,8 @@ class SyntheticFacesTruth:
         changed = np.flatnonzero(np.any(y != y_target, axis=0))
         out_factors = factors
         for i in changed:
-            _, out_factors = self.renderer.counterfactual(out_factors, ATTRIBUTES[i], y_target[:, i].astype(int))
+            # only the factors: one render of the final faces, not one per switched label
+            out_factors = counterfactual_factors(out_factors, ATTRIBUTES[i], y_target[:, i].astype(int))
         return self.renderer.render(out_factors).astype(np.float32) / 255.0
 
 
