@@ -518,24 +518,3 @@ def test_csvae_export_hands_export_the_judge_check(tmp_path, monkeypatch):
     assert check(quantize.QualityContext(None, {}, {"x_edited": bright}, {"x_edited": bright}, None))["passed"]
     assert make_checks(config, vector_model) == []
     assert make_checks(TrainConfig(dataset="celeba"), image_model) == []  # no judge cached: no check
-
-
-def test_export_imports_nothing_from_evaluation():
-    """Export gets its quality checks from the caller: no module under export/ imports
-    ``keras_csvae.evaluation``, lazily (inside a function) or not."""
-    import ast
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1] / "export"
-    found = []
-    for path in sorted(root.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom):
-                names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
-            elif isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            else:
-                continue
-            if any(n == "keras_csvae.evaluation" or n.startswith("keras_csvae.evaluation.") for n in names):
-                found.append(f"{path.name}:{node.lineno}")
-    assert found == []
