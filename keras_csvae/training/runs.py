@@ -18,10 +18,8 @@ import json
 import zipfile
 from pathlib import Path
 
-import keras
 import numpy as np
 
-from keras_csvae import models  # noqa: F401  (registers the model classes that load_run deserialises)
 from keras_csvae.data import registry
 from keras_csvae.training.config import TrainConfig
 
@@ -72,6 +70,11 @@ def load_run(run_dir):
         raise RunError(f"{config_path} is not a valid run config: {err}") from err
     if not zipfile.is_zipfile(model_path):
         raise RunError(f"{model_path} is not a .keras file (not a zip archive); it may be truncated or corrupt.")
+    # The model classes register themselves on import; only loading a model needs them.
+    import keras
+
+    import keras_csvae.models  # noqa: F401
+
     try:
         model = keras.saving.load_model(model_path)
     except Exception as err:  # Keras raises many types for a bad archive
