@@ -745,13 +745,16 @@ def test_hostile_input_gets_4xx_and_the_server_survives(onnx_server, reference):
     assert not any(code >= 500 for (_, code) in counts), counts
 
 
-def _slowed(export_dir, seconds):
-    """The ONNX repository with every batch taking ``seconds`` longer."""
+def _slowed(export_dir, seconds, started=None):
+    """The ONNX repository with every batch taking ``seconds`` longer; ``started``
+    (a ``threading.Event``) is set when a batch begins."""
     repository = backends.load(export_dir, "onnx", warm_up=False)
     (servable,) = repository.servables()
     run_batch = servable.run_batch
 
     def slow(signature, requests):
+        if started is not None:
+            started.set()
         time.sleep(seconds)
         return run_batch(signature, requests)
 
@@ -765,15 +768,21 @@ def test_deadline_504_and_full_queue_503(export_dir):
     with ServerThread(_slowed(export_dir, 0.6), ServerConfig(**{**TEST_CONFIG, "timeout_s": 0.2})) as server:
         status, answer = call(server, "POST", "/v1/models/csvae:predict", body)
         assert status == 504 and "Deadline exceeded" in answer["error"]
+    started = threading.Event()
     with ServerThread(
-        _slowed(export_dir, 0.3), ServerConfig(**{**TEST_CONFIG, "workers": 1, "max_queue": 2, "batching": False})
+        _slowed(export_dir, 0.3, started),
+        ServerConfig(**{**TEST_CONFIG, "workers": 1, "max_queue": 2, "batching": False}),
     ) as server:
         results = []
         threads = [
             threading.Thread(target=lambda: results.append(call(server, "POST", "/v1/models/csvae:predict", body)))
             for _ in range(8)
         ]
-        for thread in threads:
+        # The worker busy with the first request before the other seven arrive: then
+        # one runs, two wait and the rest are refused, whatever the scheduling.
+        threads[0].start()
+        assert started.wait(30)
+        for thread in threads[1:]:
             thread.start()
         for thread in threads:
             thread.join(30)
