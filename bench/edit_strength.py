@@ -17,11 +17,13 @@ import argparse
 import numpy as np
 
 
-def main(argv=None):
+def main(argv=None) -> dict[str, list[tuple[float, float, float]]]:
+    """Prints the table; returns ``{label: [(point, off->on rate, identity MSE), ...]}``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="an evaluated synthetic_faces run directory")
     parser.add_argument("--points", type=float, nargs="+", default=[3.0, 4.0, 5.0, 7.0])
     parser.add_argument("--examples", type=int, default=300)
+    parser.add_argument("--judge-dir", default=None, help="judge cache (default: ~/.cache/keras_csvae/judges)")
     args = parser.parse_args(argv)
 
     from keras_csvae.evaluation.report import judge_for, test_examples
@@ -30,8 +32,9 @@ def main(argv=None):
     config, model = load_run(args.run)
     if config.dataset != "synthetic_faces":
         parser.error(f"{args.run} is a {config.dataset} run; this script needs synthetic_faces (masks, judge).")
-    judge = judge_for(config.dataset, config.dataset_options, None)
+    judge = judge_for(config.dataset, config.dataset_options, args.judge_dir)
     x, y, truth, factors = test_examples(config, args.examples)
+    rows = {}
     print(f"{args.run}: off -> on read by the judge (identity MSE) at W_i = (p, p)")
     for i, name in enumerate(model.label_names):
         off = y[:, i] == 0
@@ -45,7 +48,9 @@ def main(argv=None):
             on = np.mean(judge.labels(edited)[:, i] == 1)
             identity = np.sum((edited - x_off) ** 2 * outside) / max(outside.sum() * x_off.shape[-1], 1)
             cells.append(f"{p:g}: {on:.2f} ({identity:.4f})")
+            rows.setdefault(name, []).append((p, float(on), float(identity)))
         print(f"  {name:12s} " + "   ".join(cells))
+    return rows
 
 
 if __name__ == "__main__":

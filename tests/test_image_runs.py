@@ -2,6 +2,7 @@
 `csvae evaluate` with edit metrics and figures, and the benchmark table."""
 
 import json
+from pathlib import Path
 
 import pytest
 from helpers import csvae_cli
@@ -9,6 +10,7 @@ from helpers import csvae_cli
 from keras_csvae.evaluation import benchmark, report
 from keras_csvae.evaluation.evaluate import evaluate_run
 
+REPO = Path(__file__).resolve().parents[1]
 TINY = '{"conv_filters": [4, 8, 8], "dense_units": 16, "decoder_filters": [8, 8, 4], "z_dim": 4}'
 
 
@@ -64,6 +66,23 @@ def test_evaluate_scores_edits_and_draws_figures(faces_run, tmp_path, monkeypatc
     assert set(edits["per_label"]) == {"glasses", "smile", "facial_hair"}
     for name in ("edit_grid.png", "traversal_glasses.png", "w_subspace.png"):
         assert (faces_run / name).stat().st_size > 500, name
+
+
+def test_edit_strength_scores_each_label_at_each_point(faces_run, tmp_path, monkeypatch, capsys):
+    # bench/edit_strength.py: the RESULTS.md table of off -> on as W_i moves past the prior mean.
+    monkeypatch.setattr(report, "JUDGE_TRAIN_EXAMPLES", 1000)
+    monkeypatch.setattr(report, "JUDGE_EPOCHS", 2)
+    monkeypatch.setattr(report, "JUDGE_MIN_STEPS", 0)
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import edit_strength
+
+    rows = edit_strength.main([str(faces_run), "--points", "3", "6", "--examples", "60", "--judge-dir", str(tmp_path)])
+    assert list(rows) == ["glasses", "smile", "facial_hair"]
+    for cells in rows.values():
+        assert [p for p, _, _ in cells] == [3.0, 6.0]
+        assert all(0.0 <= on <= 1.0 and identity > 0 for _, on, identity in cells)
+    printed = capsys.readouterr().out
+    assert printed.count("3: ") == 3 and "facial_hair" in printed
 
 
 def test_benchmark_summary_and_table():
