@@ -26,6 +26,7 @@ def main(argv=None) -> dict[str, list[tuple[float, float, float]]]:
     parser.add_argument("--judge-dir", default=None, help="judge cache (default: ~/.cache/keras_csvae/judges)")
     args = parser.parse_args(argv)
 
+    from keras_csvae.evaluation.edits import edit_targets, identity_mse
     from keras_csvae.evaluation.report import judge_for, test_examples
     from keras_csvae.training.runs import load_run
 
@@ -38,15 +39,13 @@ def main(argv=None) -> dict[str, list[tuple[float, float, float]]]:
     print(f"{args.run}: off -> on read by the judge (identity MSE) at W_i = (p, p)")
     for i, name in enumerate(model.label_names):
         off = y[:, i] == 0
-        x_off, y_off = x[off], y[off]
-        y_target = y_off.copy()
-        y_target[:, i] = 1
-        outside = ~truth.masks(factors, i)[off][..., None]  # as edits.edit_metrics' identity MSE
+        x_off, y_off, mask = x[off], y[off], truth.masks(factors, i)[off]
+        y_target = edit_targets(y_off, i)  # label i switched on, the others kept
         cells = []
         for p in args.points:
             edited = model.manipulate(x_off, y_target, y=y_off, w_points={i: [p] * model.w_dim})
             on = np.mean(judge.labels(edited)[:, i] == 1)
-            identity = np.sum((edited - x_off) ** 2 * outside) / max(outside.sum() * x_off.shape[-1], 1)
+            identity = identity_mse(edited, x_off, mask)
             cells.append(f"{p:g}: {on:.2f} ({identity:.4f})")
             rows.setdefault(name, []).append((p, float(on), float(identity)))
         print(f"  {name:12s} " + "   ".join(cells))

@@ -47,12 +47,23 @@ def test_synthetic_faces_trains_end_to_end_from_the_cli(faces_run):
     assert config["dataset_options"] == {"image_size": 32, "num_examples": 256}
 
 
-def test_evaluate_scores_edits_and_draws_figures(faces_run, tmp_path, monkeypatch):
-    # A small judge keeps the test fast; the real one sees 20,000 faces.
+@pytest.fixture(scope="module")
+def judge_dir(tmp_path_factory):
+    """One cache for the module's small judge: trained by the first test that needs it."""
+    return tmp_path_factory.mktemp("judges")
+
+
+@pytest.fixture
+def small_judge(judge_dir, monkeypatch):
+    """A small judge keeps the tests fast; the real one sees 20,000 faces. Returns its cache."""
     monkeypatch.setattr(report, "JUDGE_TRAIN_EXAMPLES", 1000)
     monkeypatch.setattr(report, "JUDGE_EPOCHS", 2)
     monkeypatch.setattr(report, "JUDGE_MIN_STEPS", 0)
-    metrics = evaluate_run(faces_run, max_examples=300, edit_examples=40, judge_dir=tmp_path)
+    return judge_dir
+
+
+def test_evaluate_scores_edits_and_draws_figures(faces_run, small_judge):
+    metrics = evaluate_run(faces_run, max_examples=300, edit_examples=40, judge_dir=small_judge)
     edits = metrics["edits"]
     for key in (
         "manipulation_accuracy",
@@ -68,15 +79,14 @@ def test_evaluate_scores_edits_and_draws_figures(faces_run, tmp_path, monkeypatc
         assert (faces_run / name).stat().st_size > 500, name
 
 
-def test_edit_strength_scores_each_label_at_each_point(faces_run, tmp_path, monkeypatch, capsys):
+def test_edit_strength_scores_each_label_at_each_point(faces_run, small_judge, monkeypatch, capsys):
     # bench/edit_strength.py: the RESULTS.md table of off -> on as W_i moves past the prior mean.
-    monkeypatch.setattr(report, "JUDGE_TRAIN_EXAMPLES", 1000)
-    monkeypatch.setattr(report, "JUDGE_EPOCHS", 2)
-    monkeypatch.setattr(report, "JUDGE_MIN_STEPS", 0)
     monkeypatch.syspath_prepend(str(REPO / "bench"))
     import edit_strength
 
-    rows = edit_strength.main([str(faces_run), "--points", "3", "6", "--examples", "60", "--judge-dir", str(tmp_path)])
+    rows = edit_strength.main(
+        [str(faces_run), "--points", "3", "6", "--examples", "60", "--judge-dir", str(small_judge)]
+    )
     assert list(rows) == ["glasses", "smile", "facial_hair"]
     for cells in rows.values():
         assert [p for p, _, _ in cells] == [3.0, 6.0]

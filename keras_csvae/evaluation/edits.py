@@ -68,6 +68,14 @@ def _per_example_mse(a, b):
     return np.mean((a - b).reshape(len(a), -1) ** 2, axis=-1)
 
 
+def identity_mse(edited, x, mask):
+    """Mean squared error of ``edited`` against ``x`` (both ``[n, S, S, C]``)
+    outside ``mask`` ``[n, S, S]`` (the pixels the attribute may change):
+    did the edit keep the rest of the face."""
+    outside = ~np.asarray(mask, bool)[..., None]
+    return float(((edited - x) ** 2 * outside).sum() / max(outside.sum() * x.shape[-1], 1))
+
+
 def edit_targets(y, i, one_hot=False):
     """Target labels for editing label ``i``: its opposite value, others kept.
 
@@ -138,9 +146,7 @@ def edit_metrics(editor, judge, x, y, label_names, truth=None, factors=None, var
                 candidates = truth.counterfactuals(sub, i, value)
                 errors[rows] = np.min([_per_example_mse(edited[rows], c) for c in candidates], axis=0)
             result["counterfactual_mse"] = float(np.mean(errors))
-            outside = ~truth.masks(factors, i)[..., None]
-            squared = (edited - x) ** 2 * outside
-            result["identity_mse"] = float(squared.sum() / max(outside.sum() * x.shape[-1], 1))
+            result["identity_mse"] = identity_mse(edited, x, truth.masks(factors, i))
         if variants is not None and getattr(judge, "has_styles", False):
             rows = np.flatnonzero(y[:, i] == 0)
             if len(rows):
