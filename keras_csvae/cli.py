@@ -60,6 +60,7 @@ def cmd_train(args):
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         adversary_learning_rate=args.adversary_learning_rate,
+        learning_rate_schedule=args.learning_rate_schedule,
         precision=args.precision,
         strategy=args.strategy,
         jit_compile=args.jit_compile,
@@ -162,6 +163,12 @@ def build_parser():
     train.add_argument("--batch-size", type=int, help="global batch size; default: the dataset's")
     train.add_argument("--learning-rate", type=float, default=1e-3)
     train.add_argument("--adversary-learning-rate", type=float, default=1e-3)
+    train.add_argument(
+        "--learning-rate-schedule",
+        default="constant",
+        choices=["constant", "cosine"],
+        help="cosine: both step sizes decay to 0 over the run (default: constant)",
+    )
     train.add_argument("--precision", default="auto", choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"])
     train.add_argument("--strategy", default="auto", choices=["auto", "default", "mirrored", "multi_worker"])
     train.add_argument(

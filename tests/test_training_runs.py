@@ -208,3 +208,17 @@ def test_the_json_writer_is_atomic(tmp_path):
         write_json(path, {"a": object()})
     assert json.loads(path.read_text()) == {"b": 1, "a": [1.5, None]}
     assert [p.name for p in path.parent.iterdir()] == ["metrics.json"]
+
+
+def test_cosine_schedule_decays_both_step_sizes_to_zero_over_the_run(tmp_path):
+    config = small_config(learning_rate_schedule="cosine")
+    assert config.resolved().digest() != small_config().resolved().digest()
+    model = train(config, tmp_path / "run", verbose=0)
+    steps = 2 * (512 // 64)  # epochs × batches of the training split
+    for optimizer in (model.optimizer, model.adversary_optimizer):
+        assert int(optimizer.iterations) == steps
+        assert float(optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
+        schedule = optimizer.get_config()["learning_rate"]["config"]
+        assert schedule["decay_steps"] == steps and schedule["initial_learning_rate"] == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="Unknown learning_rate_schedule 'linear'"):
+        small_config(learning_rate_schedule="linear").resolved()

@@ -14,6 +14,7 @@ from typing import Any
 
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+LEARNING_RATE_SCHEDULES = ("constant", "cosine")
 
 
 @dataclasses.dataclass
@@ -25,6 +26,10 @@ class TrainConfig:
       model: model type (``csvae``).
       epochs, batch_size: global batch size, summed over replicas.
       learning_rate, adversary_learning_rate: Adam step sizes of the two optimisers.
+      learning_rate_schedule: ``constant``, or ``cosine``: both step sizes
+        decay as ``lr · ½(1 + cos(π·t/T))`` over the run's ``T`` steps
+        (``epochs`` × batches per epoch), so the last epochs refine rather
+        than wander. Extending ``epochs`` on resume re-stretches the curve.
       precision: Keras dtype policy, or ``auto`` (``mixed_float16`` on GPUs).
       strategy: ``tf.distribute`` strategy, or ``auto`` (all GPUs mirrored).
       jit_compile: compile the train step with XLA (slower than the plain
@@ -45,6 +50,7 @@ class TrainConfig:
     batch_size: int | None = None
     learning_rate: float = 1e-3
     adversary_learning_rate: float = 1e-3
+    learning_rate_schedule: str = "constant"
     precision: str = "auto"
     strategy: str = "auto"
     jit_compile: bool = False
@@ -76,6 +82,11 @@ class TrainConfig:
                 f"epochs, batch_size and steps_per_execution must be ≥ 1, got {config.epochs}, "
                 f"{config.batch_size} and {config.steps_per_execution}."
             )
+        if config.learning_rate_schedule not in LEARNING_RATE_SCHEDULES:
+            raise ValueError(
+                f"Unknown learning_rate_schedule {config.learning_rate_schedule!r}; "
+                f"use one of {LEARNING_RATE_SCHEDULES}."
+            )
         if config.precision not in PRECISIONS:
             raise ValueError(f"Unknown precision {config.precision!r}; use one of {PRECISIONS}.")
         if config.strategy not in STRATEGIES:
@@ -99,4 +110,7 @@ class TrainConfig:
         values = self.to_dict()
         values.pop("epochs")
         values.pop("steps_per_execution")
+        if values["learning_rate_schedule"] == "constant":
+            # the default: runs made before the option existed keep their digest
+            values.pop("learning_rate_schedule")
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]

@@ -38,10 +38,28 @@ def build_model(config: TrainConfig, info: registry.DatasetInfo):
     )
 
 
-def compile_model(model, config: TrainConfig):
+def scheduled_learning_rate(initial: float, config: TrainConfig, steps_per_epoch: int | None):
+    """``initial``, or its schedule over the run (``config.learning_rate_schedule``)."""
+    if config.learning_rate_schedule == "constant":
+        return initial
+    if not steps_per_epoch or steps_per_epoch < 1:
+        raise ValueError(
+            f"The {config.learning_rate_schedule!r} learning-rate schedule needs the number of "
+            f"batches per epoch, got {steps_per_epoch}."
+        )
+    return keras.optimizers.schedules.CosineDecay(initial, decay_steps=config.epochs * steps_per_epoch)
+
+
+def compile_model(model, config: TrainConfig, steps_per_epoch: int | None = None):
+    """Compiles ``model`` with the two Adam optimisers of ``config``; a
+    schedule other than ``constant`` needs ``steps_per_epoch``."""
+    elbo_rate, adversary_rate = (
+        scheduled_learning_rate(lr, config, steps_per_epoch)
+        for lr in (config.learning_rate, config.adversary_learning_rate)
+    )
     model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
-        adversary_optimizer=keras.optimizers.Adam(config.adversary_learning_rate),
+        optimizer=keras.optimizers.Adam(elbo_rate),
+        adversary_optimizer=keras.optimizers.Adam(adversary_rate),
         jit_compile=config.jit_compile,
         steps_per_execution=config.steps_per_execution,
     )
@@ -101,12 +119,11 @@ def train(config: TrainConfig, run_dir, verbose="auto"):
         return keras.saving.load_model(model_path)
 
     with strategy.scope():
-        if state:
-            model = keras.saving.load_model(checkpoint_dir / state["model"])
-        else:
-            model = compile_model(build_model(config, info), config)
+        model = keras.saving.load_model(checkpoint_dir / state["model"]) if state else build_model(config, info)
         train_ds = dataset_for(config, model, "train", shuffle=True)
         val_ds = dataset_for(config, model, "validation", shuffle=False)
+        if not state:
+            compile_model(model, config, steps_per_epoch=int(train_ds.cardinality()))
 
     # Inputs are good: from here on the run directory may be written.
     scratch = None
