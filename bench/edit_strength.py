@@ -8,6 +8,11 @@ outside the attribute's mask) of the same edits.
 
 A decoder that draws an attribute faintly (an average style) scores low at the
 prior mean and higher further out; one that cannot draw it stays low everywhere.
+
+A second table splits the faces that have each attribute by style (e.g.
+moustache, goatee, full beard): how often the judge reads the attribute on
+the real faces and on their plain reconstructions, and the mean posterior
+``E[w_i | x, y]`` of the style, which shows the style the prior's mean decodes to.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ import argparse
 import numpy as np
 
 
-def main(argv=None) -> dict[str, list[tuple[float, float, float]]]:
-    """Prints the table; returns ``{label: [(point, off->on rate, identity MSE), ...]}``."""
+def main(argv=None) -> dict[str, dict]:
+    """Prints the tables; returns ``{"points": {label: [(point, off->on rate,
+    identity MSE), ...]}, "styles": {label: [(style, n, rate on real faces,
+    rate on reconstructions, mean w), ...]}}``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="an evaluated synthetic_faces run directory")
     parser.add_argument("--points", type=float, nargs="+", default=[3.0, 4.0, 5.0, 7.0])
@@ -26,6 +33,7 @@ def main(argv=None) -> dict[str, list[tuple[float, float, float]]]:
     parser.add_argument("--judge-dir", default=None, help="judge cache (default: ~/.cache/keras_csvae/judges)")
     args = parser.parse_args(argv)
 
+    from keras_csvae.data.synthetic_faces import STYLES
     from keras_csvae.evaluation.edits import edit_targets, identity_mse
     from keras_csvae.evaluation.report import judge_for, test_examples
     from keras_csvae.training.runs import load_run
@@ -49,7 +57,23 @@ def main(argv=None) -> dict[str, list[tuple[float, float, float]]]:
             cells.append(f"{p:g}: {on:.2f} ({identity:.4f})")
             rows.setdefault(name, []).append((p, float(on), float(identity)))
         print(f"  {name:12s} " + "   ".join(cells))
-    return rows
+
+    # The styles of each attribute, read on the faces that have it.
+    _, _, styles, _ = truth.sample("test", args.examples)  # the same faces as x, y
+    read_real, read_reconstruction = judge.labels(x), judge.labels(model.reconstruct(x, y))
+    w_mean = model.encode(x, y)["w_mean"]
+    by_style = {}
+    print("by style: judge reads the attribute on real faces / on reconstructions; mean E[w_i | x, y]")
+    for i, name in enumerate(model.label_names):
+        for s, style in enumerate(STYLES[name]):
+            has = (y[:, i] == 1) & (styles[:, i] == s)
+            if not has.any():
+                continue
+            w_style = w_mean[has][:, i * model.w_dim : (i + 1) * model.w_dim].mean(axis=0)
+            real, recon = float(read_real[has, i].mean()), float(read_reconstruction[has, i].mean())
+            by_style.setdefault(name, []).append((style, int(has.sum()), real, recon, w_style.tolist()))
+            print(f"  {name:12s} {style:11s} n={has.sum():4d}  {real:.2f} / {recon:.2f}  w = {np.round(w_style, 2)}")
+    return {"points": rows, "styles": by_style}
 
 
 if __name__ == "__main__":

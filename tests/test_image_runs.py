@@ -9,6 +9,8 @@ from helpers import csvae_cli
 
 from keras_csvae.evaluation import benchmark, report
 from keras_csvae.evaluation.evaluate import evaluate_run
+from keras_csvae.evaluation.report import test_examples
+from keras_csvae.training.runs import load_run
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = '{"conv_filters": [4, 8, 8], "dense_units": 16, "decoder_filters": [8, 8, 4], "z_dim": 4}'
@@ -84,15 +86,21 @@ def test_edit_strength_scores_each_label_at_each_point(faces_run, small_judge, m
     monkeypatch.syspath_prepend(str(REPO / "bench"))
     import edit_strength
 
-    rows = edit_strength.main(
+    tables = edit_strength.main(
         [str(faces_run), "--points", "3", "6", "--examples", "60", "--judge-dir", str(small_judge)]
     )
-    assert list(rows) == ["glasses", "smile", "facial_hair"]
-    for cells in rows.values():
+    assert list(tables["points"]) == ["glasses", "smile", "facial_hair"]
+    for cells in tables["points"].values():
         assert [p for p, _, _ in cells] == [3.0, 6.0]
         assert all(0.0 <= on <= 1.0 and identity > 0 for _, on, identity in cells)
+    # Per style: every face that has an attribute counted once, rates in [0, 1], a 2-D mean w.
+    _, y, _, _ = test_examples(load_run(faces_run)[0], 60)
+    for i, name in enumerate(["glasses", "smile", "facial_hair"]):
+        styles = tables["styles"][name]
+        assert sum(n for _, n, _, _, _ in styles) == int(y[:, i].sum())
+        assert all(0 <= real <= 1 and 0 <= recon <= 1 and len(w) == 2 for _, _, real, recon, w in styles)
     printed = capsys.readouterr().out
-    assert printed.count("3: ") == 3 and "facial_hair" in printed
+    assert printed.count("3: ") == 3 and "facial_hair" in printed and "moustache" in printed
 
 
 def test_benchmark_summary_and_table():
