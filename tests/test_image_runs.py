@@ -9,7 +9,6 @@ from helpers import csvae_cli
 
 from keras_csvae.evaluation import benchmark, report
 from keras_csvae.evaluation.evaluate import evaluate_run
-from keras_csvae.evaluation.report import test_examples
 from keras_csvae.training.runs import load_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,7 +93,7 @@ def test_edit_strength_scores_each_label_at_each_point(faces_run, small_judge, m
         assert [p for p, _, _ in cells] == [3.0, 6.0]
         assert all(0.0 <= on <= 1.0 and identity > 0 for _, on, identity in cells)
     # Per style: every face that has an attribute counted once, rates in [0, 1], a 2-D mean w.
-    _, y, _, _ = test_examples(load_run(faces_run)[0], 60)
+    _, y, _, _ = report.test_examples(load_run(faces_run)[0], 60)
     for i, name in enumerate(["glasses", "smile", "facial_hair"]):
         styles = tables["styles"][name]
         assert sum(n for _, n, _, _, _ in styles) == int(y[:, i].sum())
