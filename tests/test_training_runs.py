@@ -213,12 +213,18 @@ def test_the_json_writer_is_atomic(tmp_path):
 def test_cosine_schedule_decays_both_step_sizes_to_zero_over_the_run(tmp_path):
     config = small_config(learning_rate_schedule="cosine")
     assert config.resolved().digest() != small_config().resolved().digest()
-    model = train(config, tmp_path / "run", verbose=0)
+    run_dir = tmp_path / "run"
+    model = train(config, run_dir, verbose=0)
     steps = 2 * (512 // 64)  # epochs × batches of the training split
     for optimizer in (model.optimizer, model.adversary_optimizer):
         assert int(optimizer.iterations) == steps
         assert float(optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
         schedule = optimizer.get_config()["learning_rate"]["config"]
         assert schedule["decay_steps"] == steps and schedule["initial_learning_rate"] == pytest.approx(1e-3)
+    # Its step size is 0 now: extending it would train nothing, so it is refused, and nothing is lost.
+    history = (run_dir / "history.json").read_text()
+    with pytest.raises(ValueError, match="decays to 0 over 2 epochs .* cannot be resumed for 3 epochs"):
+        train(small_config(learning_rate_schedule="cosine", epochs=3), run_dir, verbose=0)
+    assert (run_dir / "history.json").read_text() == history
     with pytest.raises(ValueError, match="Unknown learning_rate_schedule 'linear'"):
         small_config(learning_rate_schedule="linear").resolved()

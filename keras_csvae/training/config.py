@@ -29,7 +29,7 @@ class TrainConfig:
       learning_rate_schedule: ``constant``, or ``cosine``: both step sizes
         decay as ``lr · ½(1 + cos(π·t/T))`` over the run's ``T`` steps
         (``epochs`` × batches per epoch), so the last epochs refine rather
-        than wander. Extending ``epochs`` on resume re-stretches the curve.
+        than wander. Such a run resumes only with the ``epochs`` it started with.
       precision: Keras dtype policy, or ``auto`` (``mixed_float16`` on GPUs).
       strategy: ``tf.distribute`` strategy, or ``auto`` (all GPUs mirrored).
       jit_compile: compile the train step with XLA (slower than the plain

@@ -58,12 +58,12 @@ PRESETS: dict[str, Preset] = {
     # A quarter of the paper's encoder widths and half its decoder's: the
     # decoder is what limits edits here (it must draw 16-pixel moustaches),
     # and doubling it from 64/32/16 lifted manipulation 0.78 → 0.88 for 2.9×
-    # the FLOPs per example (RESULTS.md, BENCHMARKS.md). The paper's β2 = 1 with a "present" prior N(3, 0.5²):
-    # wide enough for W_i to hold an attribute's styles, tight enough that the
-    # posteriors reach its mean, where edits decode. With convention B's
-    # N(3, 1) they stay near the origin and edits leave the face; with β2 >= 2
-    # or scale 0.1, W_i keeps no style and the decoder draws faint smiles and
-    # beards (RESULTS.md ablation).
+    # the FLOPs per example (RESULTS.md, BENCHMARKS.md). The paper's β2 = 1
+    # with a "present" prior N(3, 0.5²): wide enough for W_i to hold an
+    # attribute's styles, tight enough that the posteriors reach its mean,
+    # where edits decode. With convention B's N(3, 1) they stay near the
+    # origin and edits leave the face; with β2 >= 2 or scale 0.1, W_i keeps
+    # no style and the decoder draws faint smiles and beards (RESULTS.md).
     "synthetic_faces": Preset(
         epochs=15,
         model=_conv(

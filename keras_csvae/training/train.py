@@ -50,6 +50,22 @@ def scheduled_learning_rate(initial: float, config: TrainConfig, steps_per_epoch
     return keras.optimizers.schedules.CosineDecay(initial, decay_steps=config.epochs * steps_per_epoch)
 
 
+def check_schedule_length(model, config: TrainConfig, steps_per_epoch: int):
+    """Refuses to resume a scheduled run for another number of epochs: its
+    step size was planned to reach 0 at the epochs it was started with."""
+    schedule = model.optimizer.get_config()["learning_rate"]
+    if not isinstance(schedule, dict):  # a constant step size
+        return
+    planned = schedule["config"]["decay_steps"]
+    if planned != config.epochs * steps_per_epoch:
+        epochs = planned // steps_per_epoch
+        raise ValueError(
+            f"This run's learning-rate schedule decays to 0 over {epochs} epochs ({planned} steps); "
+            f"it cannot be resumed for {config.epochs} epochs. Resume it with --epochs {epochs}, "
+            f"or start a new run."
+        )
+
+
 def compile_model(model, config: TrainConfig, steps_per_epoch: int | None = None):
     """Compiles ``model`` with the two Adam optimisers of ``config``; a
     schedule other than ``constant`` needs ``steps_per_epoch``."""
@@ -122,8 +138,11 @@ def train(config: TrainConfig, run_dir, verbose="auto"):
         model = keras.saving.load_model(checkpoint_dir / state["model"]) if state else build_model(config, info)
         train_ds = dataset_for(config, model, "train", shuffle=True)
         val_ds = dataset_for(config, model, "validation", shuffle=False)
-        if not state:
-            compile_model(model, config, steps_per_epoch=int(train_ds.cardinality()))
+        steps_per_epoch = int(train_ds.cardinality())
+        if state:
+            check_schedule_length(model, config, steps_per_epoch)
+        else:
+            compile_model(model, config, steps_per_epoch)
 
     # Inputs are good: from here on the run directory may be written.
     scratch = None
