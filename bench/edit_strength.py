@@ -59,7 +59,7 @@ def main(argv=None) -> dict[str, dict]:
         print(f"  {name:12s} " + "   ".join(cells))
 
     # The styles of each attribute, read on the faces that have it.
-    _, _, styles, _ = truth.sample("test", args.examples)  # the same faces as x, y
+    styles = truth.styles(factors)
     read_real, read_reconstruction = judge.labels(x), judge.labels(model.reconstruct(x, y))
     w_mean = model.encode(x, y)["w_mean"]
     by_style = {}

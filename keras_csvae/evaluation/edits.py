@@ -35,8 +35,11 @@ class SyntheticFacesTruth:
         """``(x float32 [n,S,S,3] in [0,1], y float32 [n,k], styles int [n,k], factors)``."""
         factors = self.renderer.sample_factors(n, SPLIT_SEEDS[split])
         x = self.renderer.render(factors).astype(np.float32) / 255.0
-        styles = np.stack([self.renderer.style_of(factors, a) for a in ATTRIBUTES], axis=1)
-        return x, self.renderer.labels(factors).astype(np.float32), styles, factors
+        return x, self.renderer.labels(factors).astype(np.float32), self.styles(factors), factors
+
+    def styles(self, factors):
+        """``[n, k]`` int: each face's style index of every attribute (``STYLES``)."""
+        return np.stack([self.renderer.style_of(factors, a) for a in ATTRIBUTES], axis=1)
 
     def counterfactuals(self, factors, i, value):
         """``[m, n, S, S, 3]`` true edits: ``m = 1`` for off, one per style for on."""
