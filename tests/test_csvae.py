@@ -193,10 +193,21 @@ def test_bad_inputs_give_clear_errors(mlp_model, call, message):
 
 
 def test_config_round_trip():
-    model = tiny_csvae(data_shape=(16, 16, 3), num_labels=2, prior="A", betas=[1, 2, 3, 4, 5], label_names=["a", "b"])
+    model = tiny_csvae(
+        data_shape=(16, 16, 3), num_labels=2, prior="A", betas=[1, 2, 3, 4, 5], label_names=["a", "b"], log_var_init=-4
+    )
     clone = CSVAE.from_config(model.get_config())
     assert clone.get_config() == model.get_config()
-    assert clone.prior.mean_present == 0.0 and clone.betas.kl_z == 3.0
+    assert clone.prior.mean_present == 0.0 and clone.betas.kl_z == 3.0 and clone.log_var_init == -4.0
+
+
+def test_log_var_init_sets_the_initial_posterior_variance():
+    x, y = np.zeros((2, 16, 16, 3), np.float32), np.zeros((2, 2), np.float32)
+    for init in (0.0, -4.0):
+        codes = tiny_csvae(data_shape=(16, 16, 3), num_labels=2, log_var_init=init).encode(x, y)
+        # A zero image makes every ReLU feature 0 (zero biases at init): the heads output their bias.
+        np.testing.assert_allclose(codes["z_log_var"], init, atol=1e-6)
+        np.testing.assert_allclose(codes["w_log_var"], init, atol=1e-6)
 
 
 def test_keras_file_round_trip_in_fresh_process_and_resume_fit(tmp_path):

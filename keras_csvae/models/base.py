@@ -66,6 +66,8 @@ class LatentModel(NumpyAPI, keras.Model):
         scale_absent, mean_present, scale_present``); default convention "B".
       betas: ``[β1, …, β5]``, the weights of the objective's terms; default
         ``[20, 1, 0.2, 10, 1]``.
+      log_var_init: initial bias of the encoders' log-variance heads (0: the
+        posteriors start at unit variance).
 
     Subclasses set ``metric_names`` (the ``[batch]`` terms reported while
     training) and ``optimizer_names`` (the attributes holding their optimisers).
@@ -92,6 +94,7 @@ class LatentModel(NumpyAPI, keras.Model):
         adversary_units=(64, 64),
         prior=None,
         betas=None,
+        log_var_init=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -116,6 +119,7 @@ class LatentModel(NumpyAPI, keras.Model):
         self.adversary_units = tuple(int(u) for u in adversary_units)
         self.prior = losses.as_w_prior(prior)
         self.betas = losses.as_betas(betas)
+        self.log_var_init = float(log_var_init)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
 
     # -- configuration ---------------------------------------------------------
@@ -129,6 +133,7 @@ class LatentModel(NumpyAPI, keras.Model):
             conv_filters=self.conv_filters,
             dense_units=self.dense_units,
             num_labels=num_labels,
+            log_var_init=self.log_var_init,
             name=name,
         )
 
@@ -167,6 +172,7 @@ class LatentModel(NumpyAPI, keras.Model):
             adversary_units=list(self.adversary_units),
             prior=dataclasses.asdict(self.prior),
             betas=self.betas.as_list(),
+            log_var_init=self.log_var_init,
         )
         return config
 

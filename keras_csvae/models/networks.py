@@ -45,6 +45,7 @@ def gaussian_encoder(
     conv_filters=(),
     dense_units=0,
     num_labels=0,
+    log_var_init=0.0,
     name="encoder",
 ):
     """``q(· | x)`` or ``q(· | x, y)``: a diagonal Gaussian's mean and log-variance.
@@ -52,6 +53,8 @@ def gaussian_encoder(
     Inputs ``x`` ``[batch, *data_shape]`` (and ``y`` ``[batch, num_labels]`` when
     ``num_labels > 0``); outputs ``mean, log_var``, each ``[batch, latent_dim]``,
     float32. The heads are linear: a ReLU there would force them to be ≥ 0.
+    ``log_var_init`` is the log-variance head's initial bias: a negative value
+    starts the posteriors narrower than the prior's unit variance.
     """
     x_in = keras.Input(shape=tuple(data_shape), name="x")
     inputs = [x_in]
@@ -74,7 +77,12 @@ def gaussian_encoder(
     for layer in _dense_stack(units, name):
         h = layer(h)
     mean = layers.Dense(latent_dim, dtype="float32", name=f"{name}_mean")(h)
-    log_var = layers.Dense(latent_dim, dtype="float32", name=f"{name}_log_var")(h)
+    log_var = layers.Dense(
+        latent_dim,
+        bias_initializer=keras.initializers.Constant(log_var_init),
+        dtype="float32",
+        name=f"{name}_log_var",
+    )(h)
     return keras.Model(inputs if num_labels else x_in, [mean, log_var], name=name)
 
 
