@@ -32,7 +32,7 @@ DEFAULT_DIGESTS = {
     "celeba_glasses_facial_hair": "fec5a71bd561a589",
     "digits": "6f94c78461cefb8c",
     "swiss_roll": "fd183ec32a3d935e",
-    "synthetic_faces": "b6ab0dc5b902b84f",
+    "synthetic_faces": "61c8218394f1364d",
     "tfd": "5780da71b4bfcd0b",
 }
 
