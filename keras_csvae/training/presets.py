@@ -65,9 +65,10 @@ PRESETS: dict[str, Preset] = {
     # origin and edits leave the face; with β2 >= 2 or scale 0.1, W_i keeps
     # no style and the decoder draws faint smiles and beards (RESULTS.md).
     # Batch 32: every run sits on a reconstruction plateau (MSE ~0.011) for
-    # about 1,300 Adam steps, whatever the batch; batch 32 makes twice the
+    # 1,300–1,500 Adam steps, whatever the batch; batch 32 makes twice the
     # steps per epoch in the same time per epoch on CPU, so the plateau ends
-    # by epoch 5 instead of 9 and manipulation rises 0.88 → 0.93 (RESULTS.md).
+    # by epoch 5 instead of 8–9 and manipulation rises 0.88 → 0.92 over two
+    # seeds each (RESULTS.md).
     "synthetic_faces": Preset(
         epochs=15,
         batch_size=32,
