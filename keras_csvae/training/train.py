@@ -38,6 +38,11 @@ def build_model(config: TrainConfig, info: registry.DatasetInfo):
     )
 
 
+def schedule_steps(config: TrainConfig, steps_per_epoch: int) -> int:
+    """The steps a learning-rate schedule spans: the whole run, ``epochs`` × batches."""
+    return config.epochs * steps_per_epoch
+
+
 def scheduled_learning_rate(initial: float, config: TrainConfig, steps_per_epoch: int | None):
     """``initial``, or its schedule over the run (``config.learning_rate_schedule``)."""
     if config.learning_rate_schedule == "constant":
@@ -47,7 +52,7 @@ def scheduled_learning_rate(initial: float, config: TrainConfig, steps_per_epoch
             f"The {config.learning_rate_schedule!r} learning-rate schedule needs the number of "
             f"batches per epoch, got {steps_per_epoch}."
         )
-    return keras.optimizers.schedules.CosineDecay(initial, decay_steps=config.epochs * steps_per_epoch)
+    return keras.optimizers.schedules.CosineDecay(initial, decay_steps=schedule_steps(config, steps_per_epoch))
 
 
 def check_schedule_length(model, config: TrainConfig, steps_per_epoch: int):
@@ -57,7 +62,7 @@ def check_schedule_length(model, config: TrainConfig, steps_per_epoch: int):
     if not isinstance(schedule, dict):  # a constant step size
         return
     planned = schedule["config"]["decay_steps"]
-    if planned != config.epochs * steps_per_epoch:
+    if planned != schedule_steps(config, steps_per_epoch):
         epochs = planned // steps_per_epoch
         raise ValueError(
             f"This run's learning-rate schedule decays to 0 over {epochs} epochs ({planned} steps); "
