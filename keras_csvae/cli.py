@@ -198,7 +198,13 @@ def build_parser():
     evaluate.add_argument("--judge-dir", help="where judges are cached (default ~/.cache/keras_csvae/judges)")
     evaluate.set_defaults(func=cmd_evaluate)
 
-    bench = sub.add_parser("benchmark", help="train and evaluate the four models over seeds; write a results table")
+    bench = sub.add_parser(
+        "benchmark",
+        help="train and evaluate the four models over seeds; write a results table",
+        description="Trains and evaluates models × seeds in --out, then writes results.md and results.json. "
+        "Runs already trained there are reused, so a killed benchmark resumes, and one can be split across "
+        "processes (--models csvae --seeds 0 in one, --seeds 1 in another, then the full command).",
+    )
     bench.add_argument("--out", required=True)
     bench.add_argument("--dataset", default="synthetic_faces")
     bench.add_argument("--models", default="csvae,vae,condvae,condvae_info")

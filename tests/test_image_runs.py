@@ -116,3 +116,30 @@ def test_benchmark_summary_and_table():
     table = benchmark.markdown_table(summary)
     assert "| csvae | 0.850 ± 0.050 | 0.0200 ± 0.0100 |" in table
     assert table.splitlines()[0].startswith("| model | manipulation acc.")
+
+
+def test_benchmark_reuses_trained_runs_and_counts_their_training_time(tmp_path, small_judge):
+    options = dict(
+        models=("vae",),
+        seeds=(0,),
+        epochs=1,
+        image_size=32,
+        num_examples=256,
+        edit_examples=20,
+        judge_dir=small_judge,
+        extra_model_kwargs=json.loads(TINY),
+    )
+    first = benchmark.run_benchmark(tmp_path, **options)
+    run = tmp_path / "vae-seed0"
+    history = json.loads((run / "history.json").read_text())
+    trained_at = (run / "model.keras").stat().st_mtime_ns
+    cost = first["seconds_per_run"]["vae-seed0"]
+    assert cost["train"] == pytest.approx(sum(entry["seconds"] for entry in history), abs=0.1) and cost["train"] > 0
+    assert cost["evaluate"] > 0
+
+    # A second call (a resumed or split benchmark) evaluates the finished run without retraining it,
+    # and still reports what its training cost.
+    second = benchmark.run_benchmark(tmp_path, **options)
+    assert (run / "model.keras").stat().st_mtime_ns == trained_at
+    assert second["seconds_per_run"]["vae-seed0"]["train"] == cost["train"]
+    assert "| vae |" in (tmp_path / "results.md").read_text()

@@ -7,10 +7,17 @@ Trains every model on the same data with the same budget and seeds (each run
 a normal, resumable run directory), evaluates them with the same cached
 judge, and writes ``results.json`` and ``results.md`` (mean ± std over seeds)
 plus each run's figures.
+
+Runs already trained in ``out_dir`` are reused, not retrained, so a killed
+benchmark resumes, and one can be split across processes or machines
+(``--models csvae --seeds 0`` in one, ``--seeds 1`` in another, then the full
+command to evaluate and tabulate everything). A run's cost is its own: the
+training time is summed from its per-epoch history, wherever it ran.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -21,6 +28,7 @@ import numpy as np
 from keras_csvae.evaluation.evaluate import evaluate_run
 from keras_csvae.io import write_json
 from keras_csvae.training import TrainConfig, train
+from keras_csvae.training.runs import HISTORY_FILE
 
 TABLE_METRICS = (
     ("manipulation_accuracy", "edits", "manipulation acc. ↑"),
@@ -47,6 +55,15 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "cpu"
+
+
+def training_seconds(run_dir) -> float | None:
+    """Wall time of a finished run's epochs, summed from ``history.json``;
+    ``None`` for runs trained before epochs were timed."""
+    history = json.loads((Path(run_dir) / HISTORY_FILE).read_text())
+    if not history or any("seconds" not in entry for entry in history):
+        return None
+    return round(sum(entry["seconds"] for entry in history), 1)
 
 
 def _metric(metrics, name, section):
@@ -137,11 +154,14 @@ def run_benchmark(
                 dataset_options=options,
                 model_kwargs=dict(extra_model_kwargs or {}),
             )
-            t0 = time.time()
             print(f"== {model} seed {seed} -> {run_dir}")
             train(config, run_dir, verbose=2)
+            t0 = time.time()
             metrics = evaluate_run(run_dir, edit_examples=edit_examples, judge_dir=judge_dir)
-            timings[f"{model}-seed{seed}"] = round(time.time() - t0, 1)
+            timings[f"{model}-seed{seed}"] = {
+                "train": training_seconds(run_dir),
+                "evaluate": round(time.time() - t0, 1),
+            }
             results[model].append(metrics)
     summary = summarise(results)
     judge = next(iter(results.values()))[0].get("edits", {})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import keras
@@ -39,6 +40,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     Layout of ``directory``: ``epoch_NNNN.keras`` and ``state.json``
     (``{"epoch": completed epochs, "model": file name, "history": [...]}``).
+    Each history entry holds the epoch's logs and ``seconds``, its wall time
+    (training and validation), so a resumed run still knows what it cost.
     ``state.json`` is replaced atomically after its model file is complete,
     so whatever it names is whole; a kill mid-epoch loses that epoch only.
 
@@ -61,8 +64,12 @@ class EpochCheckpoint(keras.callbacks.Callback):
             return None
         return json.loads(path.read_text())
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+
     def on_epoch_end(self, epoch, logs=None):
         entry = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+        entry["seconds"] = round(time.perf_counter() - self._epoch_start, 1)
         bad = [k for k, v in entry.items() if not math.isfinite(v)]
         if bad:
             raise TrainingDivergedError(f"Epoch {epoch + 1} ended with non-finite {bad}; stopping.")
