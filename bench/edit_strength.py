@@ -12,7 +12,10 @@ prior mean and higher further out; one that cannot draw it stays low everywhere.
 A second table splits the faces that have each attribute by style (e.g.
 moustache, goatee, full beard): how often the judge reads the attribute on
 the real faces and on their plain reconstructions, and the mean posterior
-``E[w_i | x, y]`` of the style, which shows the style the prior's mean decodes to.
+``E[w_i | x, y]`` of the style, which shows the style the prior's mean decodes to,
+and the off -> on rate of the edits that set ``W_i`` to that mean instead of the
+prior's: whether the attribute is lost at one end of ``W_i`` (a style the decoder
+draws faintly) or everywhere.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import numpy as np
 def main(argv=None) -> dict[str, dict]:
     """Prints the tables; returns ``{"points": {label: [(point, off->on rate,
     identity MSE), ...]}, "styles": {label: [(style, n, rate on real faces,
-    rate on reconstructions, mean w), ...]}}``."""
+    rate on reconstructions, mean w, off->on rate at mean w), ...]}}``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="an evaluated synthetic_faces run directory")
     parser.add_argument("--points", type=float, nargs="+", default=[3.0, 4.0, 5.0, 7.0])
@@ -63,16 +66,25 @@ def main(argv=None) -> dict[str, dict]:
     read_real, read_reconstruction = judge.labels(x), judge.labels(model.reconstruct(x, y))
     w_mean = model.encode(x, y)["w_mean"]
     by_style = {}
-    print("by style: judge reads the attribute on real faces / on reconstructions; mean E[w_i | x, y]")
+    print(
+        "by style: judge reads the attribute on real faces / on reconstructions; mean E[w_i | x, y];"
+        " off -> on with W_i at that mean"
+    )
     for i, name in enumerate(model.label_names):
+        off = y[:, i] == 0
         for s, style in enumerate(STYLES[name]):
             has = (y[:, i] == 1) & (styles[:, i] == s)
             if not has.any():
                 continue
             w_style = w_mean[has][:, i * model.w_dim : (i + 1) * model.w_dim].mean(axis=0)
             real, recon = float(read_real[has, i].mean()), float(read_reconstruction[has, i].mean())
-            by_style.setdefault(name, []).append((style, int(has.sum()), real, recon, w_style.tolist()))
-            print(f"  {name:12s} {style:11s} n={has.sum():4d}  {real:.2f} / {recon:.2f}  w = {np.round(w_style, 2)}")
+            edited = model.manipulate(x[off], edit_targets(y[off], i), y=y[off], w_points={i: w_style.tolist()})
+            switched = float(np.mean(judge.labels(edited)[:, i] == 1))
+            by_style.setdefault(name, []).append((style, int(has.sum()), real, recon, w_style.tolist(), switched))
+            print(
+                f"  {name:12s} {style:11s} n={has.sum():4d}  {real:.2f} / {recon:.2f}  w = {np.round(w_style, 2)}"
+                f"  on {switched:.2f}"
+            )
     return {"points": rows, "styles": by_style}
 
 

@@ -96,8 +96,10 @@ def test_edit_strength_scores_each_label_at_each_point(faces_run, small_judge, m
     _, y, _, _ = report.test_examples(load_run(faces_run)[0], 60)
     for i, name in enumerate(["glasses", "smile", "facial_hair"]):
         styles = tables["styles"][name]
-        assert sum(n for _, n, _, _, _ in styles) == int(y[:, i].sum())
-        assert all(0 <= real <= 1 and 0 <= recon <= 1 and len(w) == 2 for _, _, real, recon, w in styles)
+        assert sum(n for _, n, _, _, _, _ in styles) == int(y[:, i].sum())
+        assert all(
+            0 <= real <= 1 and 0 <= recon <= 1 and len(w) == 2 and 0 <= on <= 1 for _, _, real, recon, w, on in styles
+        )
     printed = capsys.readouterr().out
     assert printed.count("3: ") == 3 and "facial_hair" in printed and "moustache" in printed
 
