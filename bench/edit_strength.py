@@ -71,14 +71,15 @@ def main(argv=None) -> dict[str, dict]:
         " off -> on with W_i at that mean"
     )
     for i, name in enumerate(model.label_names):
-        off = y[:, i] == 0
+        off = y[:, i] == 0  # the faces every style's edit switches on, and their targets, once per label
+        x_off, y_off, y_target = x[off], y[off], edit_targets(y[off], i)
         for s, style in enumerate(STYLES[name]):
             has = (y[:, i] == 1) & (styles[:, i] == s)
             if not has.any():
                 continue
             w_style = w_mean[has][:, i * model.w_dim : (i + 1) * model.w_dim].mean(axis=0)
             real, recon = float(read_real[has, i].mean()), float(read_reconstruction[has, i].mean())
-            edited = model.manipulate(x[off], edit_targets(y[off], i), y=y[off], w_points={i: w_style.tolist()})
+            edited = model.manipulate(x_off, y_target, y=y_off, w_points={i: w_style.tolist()})
             switched = float(np.mean(judge.labels(edited)[:, i] == 1))
             by_style.setdefault(name, []).append((style, int(has.sum()), real, recon, w_style.tolist(), switched))
             print(
