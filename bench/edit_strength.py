@@ -5,6 +5,7 @@ the fraction the judge reads as switched on, beside the identity MSE (error
 outside the attribute's mask) of the same edits.
 
     python bench/edit_strength.py runs/abl/default_e30_s1 [--points 3 4 5 7] [--examples 300]
+    python bench/edit_strength.py RUN --strengths 1 1.1667 1.3333 --split validation
 
 A decoder that draws an attribute faintly (an average style) scores low at the
 prior mean and higher further out; one that cannot draw it stays low everywhere.
@@ -16,6 +17,12 @@ the real faces and on their plain reconstructions, and the mean posterior
 and the off -> on rate of the edits that set ``W_i`` to that mean instead of the
 prior's: whether the attribute is lost at one end of ``W_i`` (a style the decoder
 draws faintly) or everywhere.
+
+With ``--strengths``, a third table scores the model's own edits (every label,
+both directions, ``edit_metrics``) at each ``edit_strength``: manipulation,
+off -> on per label, identity, counterfactual MSE and preservation, the
+trade-off of a stronger edit. ``--split validation`` chooses a strength on
+faces the test metrics never see.
 """
 
 from __future__ import annotations
@@ -28,16 +35,19 @@ import numpy as np
 def main(argv=None) -> dict[str, dict]:
     """Prints the tables; returns ``{"points": {label: [(point, off->on rate,
     identity MSE), ...]}, "styles": {label: [(style, n, rate on real faces,
-    rate on reconstructions, mean w, off->on rate at mean w), ...]}}``."""
+    rate on reconstructions, mean w, off->on rate at mean w), ...]},
+    "strengths": {strength: edit_metrics summary}}``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="an evaluated synthetic_faces run directory")
     parser.add_argument("--points", type=float, nargs="+", default=[3.0, 4.0, 5.0, 7.0])
     parser.add_argument("--examples", type=int, default=300)
+    parser.add_argument("--strengths", type=float, nargs="*", default=[], help="edit_strength values to score")
+    parser.add_argument("--split", default="test", choices=["validation", "test"], help="faces to edit")
     parser.add_argument("--judge-dir", default=None, help="judge cache (default: ~/.cache/keras_csvae/judges)")
     args = parser.parse_args(argv)
 
     from keras_csvae.data.synthetic_faces import STYLES
-    from keras_csvae.evaluation.edits import edit_targets, identity_mse
+    from keras_csvae.evaluation.edits import edit_metrics, edit_targets, identity_mse, model_editor
     from keras_csvae.evaluation.report import judge_for, test_examples
     from keras_csvae.training.runs import load_run
 
@@ -45,7 +55,7 @@ def main(argv=None) -> dict[str, dict]:
     if config.dataset != "synthetic_faces":
         parser.error(f"{args.run} is a {config.dataset} run; this script needs synthetic_faces (masks, judge).")
     judge = judge_for(config.dataset, config.dataset_options, args.judge_dir)
-    x, y, truth, factors = test_examples(config, args.examples)
+    x, y, truth, factors = test_examples(config, args.examples, args.split)
     rows = {}
     print(f"{args.run}: off -> on read by the judge (identity MSE) at W_i = (p, p)")
     for i, name in enumerate(model.label_names):
@@ -86,7 +96,24 @@ def main(argv=None) -> dict[str, dict]:
                 f"  {name:12s} {style:11s} n={has.sum():4d}  {real:.2f} / {recon:.2f}  w = {np.round(w_style, 2)}"
                 f"  on {switched:.2f}"
             )
-    return {"points": rows, "styles": by_style}
+
+    by_strength = {}
+    if args.strengths:
+        print(
+            f"the model's edits at each edit_strength ({args.split} faces): manipulation, off -> on"
+            f" ({' / '.join(model.label_names)}), on -> off, identity MSE, counterfactual MSE, preservation"
+        )
+    for strength in args.strengths:
+        model.edit_strength = strength
+        scores = edit_metrics(model_editor(model), judge, x, y, model.label_names, truth=truth, factors=factors)
+        by_strength[strength] = scores
+        per_label = " / ".join(f"{scores['per_label'][n]['manipulation_accuracy_on']:.2f}" for n in model.label_names)
+        print(
+            f"  {strength:.4g}: {scores['manipulation_accuracy']:.3f}, {scores['manipulation_accuracy_on']:.3f}"
+            f" ({per_label}), {scores['manipulation_accuracy_off']:.3f}, {scores['identity_mse']:.5f},"
+            f" {scores['counterfactual_mse']:.5f}, {scores['preservation_accuracy']:.3f}"
+        )
+    return {"points": rows, "styles": by_style, "strengths": by_strength}
 
 
 if __name__ == "__main__":

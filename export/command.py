@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import functools
 
+from serving.runtime.contract import edit_strength_argument
+
 
 def add_parser(subparsers, make_quality_checks=None) -> argparse.ArgumentParser:
     """Registers ``export`` on the ``csvae`` sub-command parsers, with ``func=run``.
@@ -40,6 +42,13 @@ def add_parser(subparsers, make_quality_checks=None) -> argparse.ArgumentParser:
         metavar="N",
         help="training examples for int8 calibration (default 256)",
     )
+    parser.add_argument(
+        "--edit-strength",
+        type=edit_strength_argument,
+        metavar="S",
+        help="how far manipulate moves a label switched on: S times the distance between the prior means "
+        "(default: the run's model, 1 = the prior's mean)",
+    )
     parser.set_defaults(func=functools.partial(run, make_quality_checks=make_quality_checks))
     return parser
 
@@ -59,5 +68,6 @@ def run(args, make_quality_checks=None) -> dict:
         overwrite=args.overwrite,
         int8=args.int8,
         calibration_examples=args.calibration_examples,
+        edit_strength=args.edit_strength,
         log=lambda line: print(line, flush=True),
     )

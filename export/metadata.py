@@ -51,8 +51,9 @@ def _jsonable(value):
 def model_description(model, model_type: str | None = None) -> dict:
     """The model as a client needs it: labels, shapes, latent sizes, prior.
 
-    Every model has ``z_dim``, ``w_dim`` and ``prior`` (the baselines' single
-    latent has ``z_dim + k * w_dim`` dimensions and ignores the prior).
+    Every model has ``z_dim``, ``w_dim``, ``prior`` and ``edit_strength`` (the
+    baselines' single latent has ``z_dim + k * w_dim`` dimensions and ignores
+    the prior and the strength).
     """
     data_shape = [int(d) for d in model.data_shape]
     description = {
@@ -68,6 +69,7 @@ def model_description(model, model_type: str | None = None) -> dict:
         description["pixel_range"] = [0.0, 1.0]
     description["z_dim"], description["w_dim"] = int(model.z_dim), int(model.w_dim)
     description["prior"] = _jsonable(model.prior)
+    description["edit_strength"] = float(model.edit_strength)  # where manipulate puts a label switched on
     config = dict(model.get_config())
     config.pop("dtype", None)  # the training policy; exports compute in float32
     description["model_config"] = _jsonable(config)

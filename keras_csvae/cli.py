@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from serving.runtime.contract import edit_strength_argument
+
 
 def _quiet_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -78,7 +80,11 @@ def cmd_evaluate(args):
     from keras_csvae.training.runs import METRICS_FILE
 
     metrics = evaluate_run(
-        args.run, max_examples=args.max_examples, edit_examples=args.edit_examples, judge_dir=args.judge_dir
+        args.run,
+        max_examples=args.max_examples,
+        edit_examples=args.edit_examples,
+        judge_dir=args.judge_dir,
+        edit_strength=args.edit_strength,
     )
     summary = {k: v for k, v in metrics.items() if k != "per_label"}
     if "edits" in summary:
@@ -108,6 +114,7 @@ def cmd_benchmark(args):
         num_examples=args.num_examples,
         edit_examples=args.edit_examples,
         judge_dir=args.judge_dir,
+        edit_strength=args.edit_strength,
         command="csvae " + " ".join(sys.argv[1:]),
     )
     print(f"Wrote {os.path.join(args.out, 'results.md')} and results.json")
@@ -149,6 +156,14 @@ def _describe(name):
     except Exception as err:  # e.g. a dataset that needs a path option
         return f"(needs options: {err})"
     return f"x {info.input_shape}, labels {list(info.label_names)}. {info.description}"
+
+
+EDIT_STRENGTH = dict(  # --edit-strength of evaluate and benchmark
+    type=edit_strength_argument,
+    metavar="S",
+    help="CSVAE edits: put a label switched on S times the distance between the prior means from the "
+    "absent mean, e.g. 1.5 or 7/6 (default: the run's model; 1 = the prior's mean, the paper's rule)",
+)
 
 
 def build_parser():
@@ -196,6 +211,7 @@ def build_parser():
     evaluate.add_argument("--max-examples", type=int, default=5000, help="examples for the label probes")
     evaluate.add_argument("--edit-examples", type=int, default=500, help="test images edited for the edit metrics")
     evaluate.add_argument("--judge-dir", help="where judges are cached (default ~/.cache/keras_csvae/judges)")
+    evaluate.add_argument("--edit-strength", **EDIT_STRENGTH)
     evaluate.set_defaults(func=cmd_evaluate)
 
     bench = sub.add_parser(
@@ -214,6 +230,7 @@ def build_parser():
     bench.add_argument("--num-examples", type=int, help="training examples per run")
     bench.add_argument("--edit-examples", type=int, default=500)
     bench.add_argument("--judge-dir", help="where judges are cached (default ~/.cache/keras_csvae/judges)")
+    bench.add_argument("--edit-strength", **EDIT_STRENGTH)
     bench.set_defaults(func=cmd_benchmark)
 
     data = sub.add_parser("data", help="list datasets, or preview one")

@@ -21,7 +21,7 @@ import dataclasses
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from serving.runtime.contract import prior_parameters
+from serving.runtime.contract import edit_point, prior_parameters
 
 tfd = tfp.distributions
 
@@ -67,6 +67,12 @@ class WPrior:
         and the TensorFlow-free editor compute the same numbers.
         """
         return prior_parameters(tf.repeat(y, w_dim, axis=-1), dataclasses.asdict(self))
+
+    def edit_targets(self, y, w_dim: int, strength: float = 1.0):
+        """Where an edit to labels ``y`` ``[batch, k]`` puts ``w``, ``[batch, k * w_dim]``:
+        ``mean_absent + y · strength · (mean_present − mean_absent)`` (the
+        runtime's ``edit_point``; ``strength = 1`` is the prior's mean)."""
+        return edit_point(tf.repeat(y, w_dim, axis=-1), dataclasses.asdict(self), strength)
 
     def distribution(self, y, w_dim: int):
         """``p(w|y)`` as ``Independent(Normal)`` with event shape ``[k * w_dim]``."""

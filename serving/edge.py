@@ -14,7 +14,8 @@ or from the shell: ``csvae edit face.png --model exports/faces --set glasses=1 -
 
 How an edit works (as the exported graphs compute it): ``z`` = mean of
 ``q(z|x)``; the subspaces ``W_i`` of the labels the edit switches go to the
-mean of the prior ``p(w_i | y_target_i)``, the others keep their posterior
+mean of the prior ``p(w_i | y_target_i)`` (switched on: ``edit_strength`` of
+the metadata times as far from the absent mean), the others keep their posterior
 mean ``E[w_i | x, y]`` under the picture's own labels ``y``
 (``manipulate.onnx``); with a *style*, the columns ``i*w_dim:(i+1)*w_dim`` of
 ``w`` of each label set to 1 are a fixed point of ``W_i`` instead
@@ -40,9 +41,10 @@ import numpy as np
 from serving.runtime.contract import (
     STYLE_SIDE,
     ContractError,
+    check_edit_strength,
+    edit_w,
     onnx_file,
     onnx_files,
-    prior_w,
     read_metadata,
     style_grid,
 )
@@ -94,6 +96,7 @@ class Editor:
             )
         self.w_dim = model.get("w_dim")
         self.prior = model.get("prior")
+        self.edit_strength = check_edit_strength(model.get("edit_strength", 1.0))  # 1 in exports made before it
         self.threads = threads
         self._sessions = {}
 
@@ -189,11 +192,12 @@ class Editor:
         return array, False
 
     def edit_w(self, x: np.ndarray, y: np.ndarray, y_target: np.ndarray) -> np.ndarray:
-        """``w`` ``[n, k·w_dim]`` of the per-label edit: the target prior's mean for
-        the switched labels, ``E[w_i | x, y]`` (``encode.onnx``) for the others."""
+        """``w`` ``[n, k·w_dim]`` of the per-label edit, as ``manipulate.onnx`` computes it:
+        ``edit_w`` (the target prior's mean at ``edit_strength`` 1) for the
+        switched labels, ``E[w_i | x, y]`` (``encode.onnx``) for the others."""
         if self.prior is None or not self.w_dim:
             raise EditError("styles need a CSVAE export (its metadata has no w_dim / prior).")
-        w, _ = prior_w(y_target, self.prior, self.w_dim)
+        w = edit_w(y_target, self.prior, self.w_dim, self.edit_strength)
         keep = np.repeat(y == y_target, self.w_dim, axis=-1)
         if keep.any():
             session = self._session("encode")

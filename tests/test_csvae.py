@@ -144,6 +144,28 @@ def test_switched_edit_keeps_the_other_labels_posterior_w_exactly():
         model.manipulate(x, y_target, y=y, rule="nope")
 
 
+def test_edit_strength_moves_only_the_labels_switched_on_further():
+    model = tiny_csvae(data_shape=(16, 16, 3), num_labels=3, edit_strength=1.5)
+    x, y = random_data(6, (16, 16, 3), 3, seed=2)
+    y_target = y.copy()
+    y_target[:, 0] = 1 - y[:, 0]
+    codes, posterior = model.edited_codes(x, y_target, y=y), model.encode(x, y)
+    w, w_post = codes["w"].reshape(6, 3, 2), posterior["w_mean"].reshape(6, 3, 2)
+    # on: 0 + 1.5 * (3 - 0); off: the absent mean; the others keep E[w | x, y] bit for bit
+    np.testing.assert_array_equal(w[:, 0], np.where(y_target[:, :1] == 1, 4.5, 0.0) * np.ones((6, 2)))
+    np.testing.assert_array_equal(w[:, 1:], w_post[:, 1:])
+    edited = model.manipulate(x, y_target, y=y)
+    np.testing.assert_allclose(model.switched_edit_tensors(x, y, y_target).numpy(), edited, atol=1e-5)
+    # Changed on a built model, it applies to the next edit; 1 is the paper's rule.
+    model.edit_strength = 1.0
+    np.testing.assert_array_equal(model.target_w([[1, 0, 1]]), [[3, 3, 0, 0, 3, 3]])
+    assert not np.allclose(model.manipulate(x, y_target, y=y), edited)
+    for bad in (0, -1.0, float("nan"), float("inf"), "strong", True, None):
+        with pytest.raises(ValueError, match="edit_strength must be a finite number > 0"):
+            model.edit_strength = bad
+    assert model.edit_strength == 1.0
+
+
 def test_switched_traversal_moves_only_the_traversed_subspace():
     model = tiny_csvae(data_shape=(16, 16, 3), num_labels=2)
     x, y = random_data(3, (16, 16, 3), 2)
@@ -194,11 +216,18 @@ def test_bad_inputs_give_clear_errors(mlp_model, call, message):
 
 def test_config_round_trip():
     model = tiny_csvae(
-        data_shape=(16, 16, 3), num_labels=2, prior="A", betas=[1, 2, 3, 4, 5], label_names=["a", "b"], log_var_init=-4
+        data_shape=(16, 16, 3),
+        num_labels=2,
+        prior="A",
+        betas=[1, 2, 3, 4, 5],
+        label_names=["a", "b"],
+        log_var_init=-4,
+        edit_strength=1.25,
     )
     clone = CSVAE.from_config(model.get_config())
     assert clone.get_config() == model.get_config()
     assert clone.prior.mean_present == 0.0 and clone.betas.kl_z == 3.0 and clone.log_var_init == -4.0
+    assert clone.edit_strength == 1.25
 
 
 def test_log_var_init_sets_the_initial_posterior_variance():
@@ -211,7 +240,7 @@ def test_log_var_init_sets_the_initial_posterior_variance():
 
 
 def test_keras_file_round_trip_in_fresh_process_and_resume_fit(tmp_path):
-    model = compiled(tiny_csvae(data_shape=(16, 16, 3), num_labels=2))
+    model = compiled(tiny_csvae(data_shape=(16, 16, 3), num_labels=2, edit_strength=1.5))
     x, y = random_data(32, (16, 16, 3), 2)
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     path = tmp_path / "model.keras"

@@ -64,7 +64,8 @@ def small_judge(judge_dir, monkeypatch):
 
 
 def test_evaluate_scores_edits_and_draws_figures(faces_run, small_judge):
-    metrics = evaluate_run(faces_run, max_examples=300, edit_examples=40, judge_dir=small_judge)
+    metrics = evaluate_run(faces_run, max_examples=300, edit_examples=40, judge_dir=small_judge, edit_strength=1.25)
+    assert metrics["edit_strength"] == 1.25  # recorded beside the edits it produced
     edits = metrics["edits"]
     for key in (
         "manipulation_accuracy",
@@ -87,21 +88,34 @@ def test_edit_strength_scores_each_label_at_each_point(faces_run, small_judge, m
 
     tables = edit_strength.main(
         [str(faces_run), "--points", "3", "6", "--examples", "60", "--judge-dir", str(small_judge)]
+        + ["--strengths", "1", "2", "--split", "validation"]
     )
     assert list(tables["points"]) == ["glasses", "smile", "facial_hair"]
     for cells in tables["points"].values():
         assert [p for p, _, _ in cells] == [3.0, 6.0]
         assert all(0.0 <= on <= 1.0 and identity > 0 for _, on, identity in cells)
     # Per style: every face that has an attribute counted once, rates in [0, 1], a 2-D mean w.
-    _, y, _, _ = report.test_examples(load_run(faces_run)[0], 60)
+    _, y, _, _ = report.test_examples(load_run(faces_run)[0], 60, "validation")
     for i, name in enumerate(["glasses", "smile", "facial_hair"]):
         styles = tables["styles"][name]
         assert sum(n for _, n, _, _, _, _ in styles) == int(y[:, i].sum())
         assert all(
             0 <= real <= 1 and 0 <= recon <= 1 and len(w) == 2 and 0 <= on <= 1 for _, _, real, recon, w, on in styles
         )
+    # The model's own edits at each strength, both directions: on -> off does not depend on it.
+    assert list(tables["strengths"]) == [1.0, 2.0]
+    one, two = tables["strengths"][1.0], tables["strengths"][2.0]
+    assert 0 <= one["manipulation_accuracy_on"] <= 1 and one["identity_mse"] > 0 and one["counterfactual_mse"] > 0
+    assert one["manipulation_accuracy_off"] == two["manipulation_accuracy_off"]
+    assert one["identity_mse"] != two["identity_mse"]  # switching on moved further
     printed = capsys.readouterr().out
     assert printed.count("3: ") == 3 and "facial_hair" in printed and "moustache" in printed
+    assert "validation faces" in printed and "  2: " in printed
+
+
+def test_evaluate_rejects_a_bad_edit_strength_before_loading(tmp_path):
+    result = csvae_cli("evaluate", "--run", tmp_path / "no-run", "--edit-strength", "0")
+    assert result.returncode == 2 and "edit_strength must be a finite number > 0" in result.stderr
 
 
 def test_benchmark_summary_and_table():

@@ -1,5 +1,7 @@
 """The objective's terms against their closed forms and seeded Monte Carlo."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -53,6 +55,23 @@ def test_prior_layout_gives_each_label_its_own_columns():
     mean, scale = prior.parameters(tf.constant([[1.0, 0.0]]), w_dim=2)
     np.testing.assert_array_equal(mean.numpy(), [[3.0, 3.0, 0.0, 0.0]])
     np.testing.assert_array_equal(scale.numpy(), np.array([[1.0, 1.0, 0.1, 0.1]], np.float32))
+
+
+@pytest.mark.parametrize("convention", ["A", "B"])
+def test_edit_targets_put_labels_switched_on_strength_times_as_far(convention):
+    from serving.runtime.contract import edit_w
+
+    prior = losses.WPrior.convention(convention)
+    y = tf.constant([[1.0, 0.0], [0.0, 1.0]])
+    mean, _ = prior.parameters(y, w_dim=2)
+    # strength 1 is the prior's mean (the paper's rule), bit for bit
+    np.testing.assert_array_equal(prior.edit_targets(y, 2).numpy(), mean.numpy())
+    # on: mean_absent + s (mean_present - mean_absent); off: mean_absent, whatever s
+    on = prior.mean_absent + 1.5 * (prior.mean_present - prior.mean_absent)
+    expected = np.array([[on, on, prior.mean_absent, prior.mean_absent], [prior.mean_absent] * 2 + [on, on]])
+    np.testing.assert_allclose(prior.edit_targets(y, 2, strength=1.5).numpy(), expected, rtol=1e-6)
+    # the TensorFlow-free runtime computes the same numbers
+    np.testing.assert_array_equal(edit_w(y.numpy(), dataclasses.asdict(prior), 2, 1.5), prior.edit_targets(y, 2, 1.5))
 
 
 def test_reconstruction_log_likelihood_is_a_summed_gaussian():

@@ -32,7 +32,7 @@ DEFAULT_DIGESTS = {
     "celeba_glasses_facial_hair": "fec5a71bd561a589",
     "digits": "6f94c78461cefb8c",
     "swiss_roll": "fd183ec32a3d935e",
-    "synthetic_faces": "61c8218394f1364d",
+    "synthetic_faces": "6caa72c60bdafd03",
     "tfd": "5780da71b4bfcd0b",
 }
 

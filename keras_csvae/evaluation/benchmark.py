@@ -129,8 +129,13 @@ def run_benchmark(
     judge_dir=None,
     extra_model_kwargs=None,
     command="",
+    edit_strength=None,
 ):
-    """Trains and evaluates ``models × seeds``; writes the results; returns the summary."""
+    """Trains and evaluates ``models × seeds``; writes the results; returns the summary.
+
+    ``edit_strength``: passed to every evaluation (``evaluate_run``; the
+    baselines ignore it), so runs trained before a preset changed it are
+    scored with the same edits as new ones."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     options = {}
@@ -157,7 +162,9 @@ def run_benchmark(
             print(f"== {model} seed {seed} -> {run_dir}")
             train(config, run_dir, verbose=2)
             t0 = time.time()
-            metrics = evaluate_run(run_dir, edit_examples=edit_examples, judge_dir=judge_dir)
+            metrics = evaluate_run(
+                run_dir, edit_examples=edit_examples, judge_dir=judge_dir, edit_strength=edit_strength
+            )
             timings[f"{model}-seed{seed}"] = {
                 "train": training_seconds(run_dir),
                 "evaluate": round(time.time() - t0, 1),
@@ -171,6 +178,7 @@ def run_benchmark(
         "dataset_options": options,
         "seeds": list(seeds),
         "epochs": epochs,
+        "edit_strength": edit_strength,
         "machine": f"{platform.machine()}, {cpu_model()}, {os.cpu_count()} cores",
         "seconds": round(time.time() - start, 1),
         "seconds_per_run": timings,

@@ -12,10 +12,14 @@ import numpy as np
 from keras_csvae.evaluation import plots, probes
 from keras_csvae.io import write_json
 from keras_csvae.training.runs import METRICS_FILE, load_run, split_arrays
+from serving.runtime.contract import check_edit_strength
 
 
-def evaluate_run(run_dir, max_examples=5000, edit_examples=500, judge_dir=None):
+def evaluate_run(run_dir, max_examples=5000, edit_examples=500, judge_dir=None, edit_strength=None):
     """Computes the run's metrics; writes ``metrics.json`` and the figures.
+
+    ``edit_strength``: replaces the model's (``LatentModel``) for the edits
+    when not ``None``; a CSVAE's value used is in ``metrics["edit_strength"]``.
 
     Metrics:
       reconstruction_mse: mean squared error of reconstructions on the test split.
@@ -33,7 +37,11 @@ def evaluate_run(run_dir, max_examples=5000, edit_examples=500, judge_dir=None):
       keras_csvae.training.runs.RunError: ``run_dir`` is not a finished, readable run.
     """
     run_dir = Path(run_dir)
+    if edit_strength is not None:
+        edit_strength = check_edit_strength(edit_strength)
     config, model = load_run(run_dir)
+    if edit_strength is not None:
+        model.edit_strength = edit_strength
     x_train, y_train = split_arrays(config, "train", max_examples)
     x_test, y_test = split_arrays(config, "test", max_examples)
     codes_train = model.encode(x_train, y_train)
@@ -58,7 +66,8 @@ def evaluate_run(run_dir, max_examples=5000, edit_examples=500, judge_dir=None):
         metrics[f"{code}_label_accuracy"] = accuracy
         for name, value in zip(model.label_names, per_label):
             metrics["per_label"][name][f"{code}_label_accuracy"] = value
-    if "w_mean" in codes_test:
+    if "w_mean" in codes_test:  # the CSVAE: its edits' strength (the baselines ignore it)
+        metrics["edit_strength"] = float(model.edit_strength)
         plots.plot_w_subspaces(codes_test["w_mean"], y_test, model.label_names, model.w_dim, run_dir / "w_subspace.png")
 
     if len(model.data_shape) == 3:

@@ -53,13 +53,13 @@ def judge_for(dataset: str, options: dict, judge_dir=None):
     return judge_lib.cached_judge(key, make_data, cache_dir=judge_dir, epochs=JUDGE_EPOCHS, min_steps=JUDGE_MIN_STEPS)
 
 
-def test_examples(config, n):
-    """``(x, y, truth, factors)`` of the test split; ``truth`` only for synthetic faces."""
+def test_examples(config, n, split="test"):
+    """``(x, y, truth, factors)`` of the test split (or ``split``); ``truth`` only for synthetic faces."""
     if config.dataset == "synthetic_faces":
         truth = SyntheticFacesTruth(config.dataset_options.get("image_size", 64))
-        x, y, _, factors = truth.sample("test", n)
+        x, y, _, factors = truth.sample(split, n)
         return x, y, truth, factors
-    x, y = registry.load_arrays(config.dataset, "test", **config.dataset_options)
+    x, y = registry.load_arrays(config.dataset, split, **config.dataset_options)
     return x[:n], y[:n], None, None
 
 

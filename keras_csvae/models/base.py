@@ -14,6 +14,7 @@ import tensorflow as tf
 from keras_csvae import losses
 from keras_csvae.models import networks
 from keras_csvae.models.numpy_api import InputError, NumpyAPI
+from serving.runtime.contract import check_edit_strength
 
 ARCHITECTURE_DEFAULTS = {
     "architecture": None,  # "mlp" for vectors, "conv" for images
@@ -68,6 +69,12 @@ class LatentModel(NumpyAPI, keras.Model):
         ``[20, 1, 0.2, 10, 1]``.
       log_var_init: initial bias of the encoders' log-variance heads (0: the
         posteriors start at unit variance).
+      edit_strength: how far the CSVAE's edits move a label switched on:
+        ``W_i`` goes to ``mean_absent + edit_strength · (mean_present −
+        mean_absent)`` (``WPrior.edit_targets``); 1, the default, is the mean
+        of ``p(w_i | y_i = 1)`` (the paper's rule). Larger values draw the
+        attribute more strongly (RESULTS.md). Read when an edit runs or an
+        export is traced, so it can be changed on a trained model.
 
     Subclasses set ``metric_names`` (the ``[batch]`` terms reported while
     training) and ``optimizer_names`` (the attributes holding their optimisers).
@@ -95,6 +102,7 @@ class LatentModel(NumpyAPI, keras.Model):
         prior=None,
         betas=None,
         log_var_init=0.0,
+        edit_strength=1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -120,6 +128,7 @@ class LatentModel(NumpyAPI, keras.Model):
         self.prior = losses.as_w_prior(prior)
         self.betas = losses.as_betas(betas)
         self.log_var_init = float(log_var_init)
+        self.edit_strength = edit_strength
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
 
     # -- configuration ---------------------------------------------------------
@@ -173,8 +182,18 @@ class LatentModel(NumpyAPI, keras.Model):
             prior=dataclasses.asdict(self.prior),
             betas=self.betas.as_list(),
             log_var_init=self.log_var_init,
+            edit_strength=self.edit_strength,
         )
         return config
+
+    @property
+    def edit_strength(self):
+        """See the class docstring; a finite number > 0."""
+        return self._edit_strength
+
+    @edit_strength.setter
+    def edit_strength(self, value):
+        self._edit_strength = check_edit_strength(value)
 
     # -- input checks ------------------------------------------------------------
     def check_static_shapes(self, x, y=None):

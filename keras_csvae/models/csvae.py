@@ -103,13 +103,13 @@ class CSVAE(TwoOptimizerModel):
 
     def switched_edit_tensors(self, x, y, y_target):
         """The per-label edit ``[batch, *data_shape]`` (``edited_codes``' "switched"
-        rule in TensorFlow): labels with ``y_target_j ≠ y_j`` get ``W_j`` at the
-        mean of ``p(w_j | y_target_j)``, the others keep ``E[w_j | x, y]``;
-        ``z = E[z | x]``."""
+        rule in TensorFlow): labels with ``y_target_j ≠ y_j`` get ``W_j`` at
+        ``WPrior.edit_targets`` (with ``edit_strength`` 1: the mean of
+        ``p(w_j | y_target_j)``), the others keep ``E[w_j | x, y]``; ``z = E[z | x]``."""
         y = tf.cast(y, tf.float32)
         y_target = tf.cast(y_target, tf.float32)
         z_mean, w_posterior = self._posterior_means(x, y)
-        w_target, _ = self.prior.parameters(y_target, self.w_dim)
+        w_target = self.prior.edit_targets(y_target, self.w_dim, self.edit_strength)
         keep = tf.repeat(tf.equal(y, y_target), self.w_dim, axis=-1)
         return self.decode_tensors(z_mean, tf.where(keep, w_posterior, w_target))
 
@@ -168,8 +168,9 @@ class CSVAE(TwoOptimizerModel):
 
         - ``manipulate(x, y, y_target) -> x_edited``: the per-label edit
           (``switched_edit_tensors``): labels whose target differs from the
-          source label ``y`` move to the target prior's mean, the others keep
-          their posterior ``w``. The paper's rule (every ``W_j`` at the target
+          source label ``y`` move to the target prior's mean (a label switched
+          on: ``edit_strength`` times as far from the absent mean), the others
+          keep their posterior ``w``. The paper's rule (every ``W_j`` at the target
           prior's mean) is ``edit_at`` with ``w`` = that mean.
         - ``edit_at(x, w) -> x_edited``: ``z`` from ``x``, ``w`` chosen by the
           caller (a style, a traversal point; label ``i`` owns columns
@@ -223,9 +224,10 @@ class CSVAE(TwoOptimizerModel):
         return self.run_batched(self.decode_tensors, (z, w), batch_size)
 
     def target_w(self, y_target, w_points=None, sample=False, seed=0):
-        """``w`` for target labels: the prior mean of ``p(w | y_target)`` per label,
-        or a sample from it (``sample=True``, seeded), with chosen labels' subspaces
-        set to explicit points.
+        """``w`` for target labels: ``WPrior.edit_targets`` per label (with
+        ``edit_strength`` 1: the mean of ``p(w | y_target)``), or that point plus
+        the prior's noise (``sample=True``, seeded: a sample of ``p(w | y_target)``
+        shifted to it), with chosen labels' subspaces set to explicit points.
 
         Args:
           y_target: ``[n, k]`` (or ``[k]``) target labels.
@@ -238,8 +240,8 @@ class CSVAE(TwoOptimizerModel):
           ``w`` ``[n, k*w_dim]`` float32.
         """
         y_target = self.check_arrays(y=y_target)
-        mean, scale = self.prior.parameters(tf.constant(y_target), self.w_dim)
-        w = mean.numpy()
+        _, scale = self.prior.parameters(tf.constant(y_target), self.w_dim)
+        w = self.prior.edit_targets(tf.constant(y_target), self.w_dim, self.edit_strength).numpy()
         if sample:
             w = w + scale.numpy() * np.random.default_rng(seed).standard_normal(w.shape).astype(np.float32)
         for label, point in (w_points or {}).items():

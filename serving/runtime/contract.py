@@ -11,8 +11,9 @@ The fields of ``metadata.json`` that readers rely on:
 
 - ``name``, ``version``: the served model name and its SavedModel version.
 - ``model``: ``label_names`` ``[k]``, ``data_shape``, ``image_shape`` ``[H, W, C]``
-  (image models only), ``model_type``; for a CSVAE also ``w_dim`` and ``prior``
-  (the four ``PRIOR_FIELDS`` of ``p(w_i | y_i)``).
+  (image models only), ``model_type``; for a CSVAE also ``w_dim``, ``prior``
+  (the four ``PRIOR_FIELDS`` of ``p(w_i | y_i)``) and ``edit_strength``
+  (``edit_point``; missing in exports made before it: 1).
 - ``onnx``: ``{signature: {"file": "onnx/<signature>.onnx", "inputs", "outputs"}}``;
   a name with a dot (``manipulate.int8``) is an optional variant of a signature.
 
@@ -24,7 +25,9 @@ TensorFlow code computes the prior with ``prior_parameters`` too.
 
 from __future__ import annotations
 
+import argparse
 import json
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +103,47 @@ def prior_parameters(y_columns, prior):
 def prior_w(y, prior, w_dim: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean and scale of ``p(w | y)``, each ``[n, k·w_dim]`` float32, from labels ``y`` ``[n, k]``."""
     return prior_parameters(np.repeat(np.asarray(y, np.float32), w_dim, axis=-1), prior)
+
+
+def edit_point(y_columns, prior, strength: float = 1.0):
+    """Where an edit puts ``w`` for target labels: ``[n, k·w_dim]`` like ``prior_parameters``' mean.
+
+    ``mean_absent + y · strength · (mean_present − mean_absent)``: a label
+    switched off goes to the mean of ``p(w_i | y_i = 0)``; one switched on goes
+    ``strength`` times the distance between the two means from the absent mean
+    (``strength = 1``: the mean of ``p(w_i | y_i = 1)``, the paper's rule).
+    Same arithmetic rules as ``prior_parameters`` (numpy or TensorFlow).
+    """
+    mean_absent, mean_present = float(prior["mean_absent"]), float(prior["mean_present"])
+    return y_columns * (float(strength) * (mean_present - mean_absent)) + mean_absent
+
+
+def edit_w(y, prior, w_dim: int, strength: float = 1.0) -> np.ndarray:
+    """``edit_point`` of labels ``y`` ``[n, k]``: ``[n, k·w_dim]`` float32."""
+    return np.asarray(edit_point(np.repeat(np.asarray(y, np.float32), w_dim, axis=-1), prior, strength), np.float32)
+
+
+def check_edit_strength(value) -> float:
+    """``value`` as a float if it is a finite number > 0, else ``ContractError``."""
+    try:
+        strength = float(value)
+    except (TypeError, ValueError):
+        strength = float("nan")
+    if not (np.isfinite(strength) and strength > 0) or isinstance(value, bool):
+        raise ContractError(f"edit_strength must be a finite number > 0 (1 is the prior's mean), got {value!r}.")
+    return strength
+
+
+def edit_strength_argument(text: str) -> float:
+    """argparse ``type`` of ``--edit-strength``: a number > 0, as a decimal or a fraction (``7/6``)."""
+    try:
+        value = float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"expected a number > 0 such as 1.5 or 7/6, got {text!r}") from None
+    try:
+        return check_edit_strength(value)
+    except ContractError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def style_grid(prior, w_dim: int, side: int = STYLE_SIDE, extent: float = STYLE_EXTENT) -> np.ndarray:
