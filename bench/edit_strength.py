@@ -5,7 +5,7 @@ the fraction the judge reads as switched on, beside the identity MSE (error
 outside the attribute's mask) of the same edits.
 
     python bench/edit_strength.py runs/abl/default_e30_s1 [--points 3 4 5 7] [--examples 300]
-    python bench/edit_strength.py RUN --strengths 1 1.1667 1.3333 --split validation
+    python bench/edit_strength.py RUN --strengths 1 7/6 4/3 3/2 --split validation
 
 A decoder that draws an attribute faintly (an average style) scores low at the
 prior mean and higher further out; one that cannot draw it stays low everywhere.
@@ -31,6 +31,8 @@ import argparse
 
 import numpy as np
 
+from serving.runtime.contract import edit_strength_argument
+
 
 def main(argv=None) -> dict[str, dict]:
     """Prints the tables; returns ``{"points": {label: [(point, off->on rate,
@@ -41,7 +43,9 @@ def main(argv=None) -> dict[str, dict]:
     parser.add_argument("run", help="an evaluated synthetic_faces run directory")
     parser.add_argument("--points", type=float, nargs="+", default=[3.0, 4.0, 5.0, 7.0])
     parser.add_argument("--examples", type=int, default=300)
-    parser.add_argument("--strengths", type=float, nargs="*", default=[], help="edit_strength values to score")
+    parser.add_argument(
+        "--strengths", type=edit_strength_argument, nargs="*", default=[], help="edit_strength values (1.5, 7/6...)"
+    )
     parser.add_argument("--split", default="test", choices=["validation", "test"], help="faces to edit")
     parser.add_argument("--judge-dir", default=None, help="judge cache (default: ~/.cache/keras_csvae/judges)")
     args = parser.parse_args(argv)
