@@ -105,11 +105,15 @@ class TrainConfig:
         return cls(**values)
 
     def digest(self) -> str:
-        """A short hash of what determines the result: everything except
-        ``epochs`` (a user may extend them on resume) and ``steps_per_execution``."""
+        """A short hash of what determines the training result: everything except
+        ``epochs`` (a user may extend them on resume), ``steps_per_execution``
+        and the model's ``edit_strength``."""
         values = self.to_dict()
         values.pop("epochs")
         values.pop("steps_per_execution")
+        # Where edits put a label switched on: read at edit time, not trained, so a
+        # finished run can be re-scored or resumed with another strength.
+        values["model_kwargs"] = {k: v for k, v in values["model_kwargs"].items() if k != "edit_strength"}
         if values["learning_rate_schedule"] == "constant":
             # the default: runs made before the option existed keep their digest
             values.pop("learning_rate_schedule")
