@@ -25,7 +25,7 @@ from export.precision import float32_copy
 from export.signatures import signature_functions
 from keras_csvae.io import write_json
 from keras_csvae.training import runs
-from serving.runtime.contract import METADATA_FILE, ONNX_DIR, SAVEDMODEL_DIR, check_edit_strength, onnx_file
+from serving.runtime.contract import METADATA_FILE, ONNX_DIR, SAVEDMODEL_DIR, onnx_file
 
 FORMATS = ("savedmodel", "onnx")
 # ONNX files every model provides, and ones kept only if they convert (the
@@ -81,12 +81,8 @@ def export_run(
     )
     if calibration_examples < 1:
         raise ExportError(f"calibration_examples must be ≥ 1, got {calibration_examples}.")
-    if edit_strength is not None:
-        edit_strength = check_edit_strength(edit_strength)
     options.get("log", print)(f"Loading the run in {run_dir}...")
-    config, model = runs.load_run(run_dir)
-    if edit_strength is not None:
-        model.edit_strength = edit_strength
+    config, model = runs.load_run(run_dir, edit_strength)
     checks = make_quality_checks(config, model) if make_quality_checks is not None else ()
     return export_model(
         model, out, config=config, data=run_data(config, calibration_examples), quality_checks=checks, **options

@@ -113,9 +113,18 @@ def test_edit_strength_scores_each_label_at_each_point(faces_run, small_judge, m
     assert "validation faces" in printed and "  2: " in printed
 
 
-def test_evaluate_rejects_a_bad_edit_strength_before_loading(tmp_path):
-    result = csvae_cli("evaluate", "--run", tmp_path / "no-run", "--edit-strength", "0")
+@pytest.mark.parametrize("command", [["evaluate"], ["export", "--out", "exports"]])
+def test_a_bad_edit_strength_is_refused_before_loading(tmp_path, command):
+    result = csvae_cli(*command, "--run", tmp_path / "no-run", "--edit-strength", "0")
     assert result.returncode == 2 and "edit_strength must be a finite number > 0" in result.stderr
+    assert not (tmp_path / "exports").exists()
+
+
+def test_load_run_sets_the_edit_strength(faces_run):
+    assert load_run(faces_run)[1].edit_strength == 7 / 6  # the model's own: the faces preset's
+    assert load_run(faces_run, 1.5)[1].edit_strength == 1.5
+    with pytest.raises(ValueError, match="edit_strength must be"):
+        load_run(faces_run.parent / "missing", -1)  # checked before the files
 
 
 def test_benchmark_summary_and_table():

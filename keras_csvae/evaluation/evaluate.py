@@ -12,7 +12,6 @@ import numpy as np
 from keras_csvae.evaluation import plots, probes
 from keras_csvae.io import write_json
 from keras_csvae.training.runs import METRICS_FILE, load_run, split_arrays
-from serving.runtime.contract import check_edit_strength
 
 
 def evaluate_run(run_dir, max_examples=5000, edit_examples=500, judge_dir=None, edit_strength=None):
@@ -37,11 +36,7 @@ def evaluate_run(run_dir, max_examples=5000, edit_examples=500, judge_dir=None, 
       keras_csvae.training.runs.RunError: ``run_dir`` is not a finished, readable run.
     """
     run_dir = Path(run_dir)
-    if edit_strength is not None:
-        edit_strength = check_edit_strength(edit_strength)
-    config, model = load_run(run_dir)
-    if edit_strength is not None:
-        model.edit_strength = edit_strength
+    config, model = load_run(run_dir, edit_strength)
     x_train, y_train = split_arrays(config, "train", max_examples)
     x_test, y_test = split_arrays(config, "test", max_examples)
     codes_train = model.encode(x_train, y_train)

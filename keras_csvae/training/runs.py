@@ -22,6 +22,7 @@ import numpy as np
 
 from keras_csvae.data import registry
 from keras_csvae.training.config import TrainConfig
+from serving.runtime.contract import check_edit_strength
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
@@ -57,8 +58,14 @@ def check_run_dir(run_dir, config: TrainConfig) -> None:
         raise RunDirError(f"{run_dir} is not empty and holds no keras-csvae run; choose another --out.")
 
 
-def load_run(run_dir):
-    """Returns ``(config, model)`` of a finished run; ``RunError`` says what is wrong otherwise."""
+def load_run(run_dir, edit_strength=None):
+    """Returns ``(config, model)`` of a finished run; ``RunError`` says what is wrong otherwise.
+
+    ``edit_strength``: replaces the model's (``LatentModel``) when not ``None``;
+    checked before anything is loaded.
+    """
+    if edit_strength is not None:
+        edit_strength = check_edit_strength(edit_strength)
     run_dir = Path(run_dir)
     config_path, model_path = run_dir / CONFIG_FILE, run_dir / MODEL_FILE
     for path in (config_path, model_path):
@@ -86,6 +93,8 @@ def load_run(run_dir):
             f"dataset {config.dataset!r} has x {info.input_shape} with {info.num_labels}: "
             "the files do not belong together."
         )
+    if edit_strength is not None:
+        model.edit_strength = edit_strength
     return config, model
 
 
