@@ -72,9 +72,9 @@ PRESETS: dict[str, Preset] = {
     # Edits put a label switched on one prior standard deviation beyond the
     # prior's mean, away from the absent mean: (3 + 0.5) / 3 = 7/6 of the way.
     # The mean decodes to an average of the attribute's styles, which at
-    # 32 px is a faint goatee; at 7/6 facial hair is read on 0.85–0.90 of
+    # 32 px is a faint goatee; at 7/6 facial hair is read on 0.80–0.90 of
     # edits instead of 0.58–0.71, for 1-3 % more identity and counterfactual
-    # MSE (three seeds, RESULTS.md). ``--edit-strength 1``: the paper's rule.
+    # MSE (four seeds, RESULTS.md). ``--edit-strength 1``: the paper's rule.
     "synthetic_faces": Preset(
         epochs=15,
         batch_size=32,
