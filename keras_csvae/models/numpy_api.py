@@ -66,8 +66,10 @@ class NumpyAPI:
         ``rule`` (default: the model's first that the given inputs allow):
 
         - CSVAE: ``"switched"`` (needs ``y``): only the subspaces ``W_j`` of
-          labels with ``y_target_j ≠ y_j`` move to the target prior's mean;
-          ``"prior"``: every ``W_j`` there (the paper's rule).
+          labels with ``y_target_j ≠ y_j`` move to the target prior's mean
+          (a label switched on: ``edit_strength`` times as far from the
+          absent mean); ``"prior"``: every ``W_j`` there (the paper's rule
+          at ``edit_strength`` 1).
         - VAE: ``"switched"`` (needs ``y``): ``z' = z + Σ_j (y_target_j − y_j)·d_j``
           with attribute vectors ``d_j``; ``"projection"``: ``z``'s coordinate
           along every ``d̂_j`` set to the target class mean's.
