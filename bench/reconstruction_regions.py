@@ -26,13 +26,16 @@ def main(argv=None) -> dict[str, dict[str, float]]:
     from keras_csvae.evaluation.report import test_examples
     from keras_csvae.training.runs import load_run
 
-    errors = {}
+    errors, faces = {}, {}
     for run in args.runs:
         config, model = load_run(run)
         if config.dataset != "synthetic_faces":
             parser.error(f"{run} is a {config.dataset} run; this script needs synthetic_faces (masks).")
-        x, y, truth, factors = test_examples(config, args.examples)
-        masks = {name: truth.masks(factors, i) for i, name in enumerate(model.label_names)}  # [n, S, S] bool
+        size = config.dataset_options.get("image_size")
+        if size not in faces:  # rendered once per image size: every run sees the same faces
+            x, y, truth, factors = test_examples(config, args.examples)
+            faces[size] = x, y, {name: truth.masks(factors, i) for i, name in enumerate(model.label_names)}
+        x, y, masks = faces[size]  # masks: [n, S, S] bool per label
         error = ((model.reconstruct(x, y) - x) ** 2).mean(axis=-1)  # [n, S, S], mean over channels
         outside = ~np.logical_or.reduce(list(masks.values()))
         errors[run] = {"outside": float(error[outside].mean())}

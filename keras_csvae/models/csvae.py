@@ -240,9 +240,9 @@ class CSVAE(TwoOptimizerModel):
           ``w`` ``[n, k*w_dim]`` float32.
         """
         y_target = self.check_arrays(y=y_target)
-        _, scale = self.prior.parameters(tf.constant(y_target), self.w_dim)
         w = self.prior.edit_targets(tf.constant(y_target), self.w_dim, self.edit_strength).numpy()
         if sample:
+            _, scale = self.prior.parameters(tf.constant(y_target), self.w_dim)
             w = w + scale.numpy() * np.random.default_rng(seed).standard_normal(w.shape).astype(np.float32)
         for label, point in (w_points or {}).items():
             i = self.label_index(label)
