@@ -208,7 +208,9 @@ def build_parser():
 
     evaluate = sub.add_parser("evaluate", help="metrics and figures of a trained run")
     evaluate.add_argument("--run", required=True)
-    evaluate.add_argument("--max-examples", type=int, default=5000, help="examples for the label probes")
+    evaluate.add_argument(
+        "--max-examples", type=int, default=None, help="examples per split for the label probes (default 5000)"
+    )
     evaluate.add_argument("--edit-examples", type=int, default=500, help="test images edited for the edit metrics")
     evaluate.add_argument("--judge-dir", help="where judges are cached (default ~/.cache/keras_csvae/judges)")
     evaluate.add_argument("--edit-strength", **EDIT_STRENGTH)

@@ -2,6 +2,7 @@
 `csvae evaluate` with edit metrics and figures, and the benchmark table."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -175,9 +176,68 @@ def test_benchmark_reuses_trained_runs_and_counts_their_training_time(tmp_path, 
     assert cost["train"] == pytest.approx(sum(entry["seconds"] for entry in history), abs=0.1) and cost["train"] > 0
     assert cost["evaluate"] > 0
 
-    # A second call (a resumed or split benchmark) evaluates the finished run without retraining it,
+    assert cost["metrics"] == "evaluated"
+    evaluated_at = (run / "metrics.json").stat().st_mtime_ns
+
+    # A second call (a resumed or split benchmark) neither retrains nor re-evaluates the finished run,
     # and still reports what its training cost.
     second = benchmark.run_benchmark(tmp_path, **options)
     assert (run / "model.keras").stat().st_mtime_ns == trained_at
+    assert (run / "metrics.json").stat().st_mtime_ns == evaluated_at
     assert second["seconds_per_run"]["vae-seed0"]["train"] == cost["train"]
+    assert second["seconds_per_run"]["vae-seed0"]["metrics"] == "reused"
+    assert second["summary"] == first["summary"]
     assert "| vae |" in (tmp_path / "results.md").read_text()
+
+    # Other evaluation settings evaluate again.
+    third = benchmark.run_benchmark(tmp_path, **{**options, "edit_examples": 10})
+    assert third["seconds_per_run"]["vae-seed0"]["metrics"] == "evaluated"
+    assert json.loads((run / "metrics.json").read_text())["evaluated_with"]["edit_examples"] == 10
+
+
+def _evaluated_run(directory, evaluated_with, edit_strength=None):
+    """A run directory holding only a model file and, written after it, ``metrics.json``."""
+    directory.mkdir()
+    (directory / "model.keras").write_bytes(b"model")
+    metrics = {"evaluated_with": evaluated_with}
+    if edit_strength is not None:
+        metrics["edit_strength"] = edit_strength
+    (directory / "metrics.json").write_text(json.dumps(metrics))
+    return directory
+
+
+@pytest.mark.parametrize(
+    "done_strength, used_strength, wanted_strength, reused",
+    [
+        (None, None, 1.25, True),  # a baseline: no strength of its own, any request fits
+        (None, 7 / 6, 7 / 6, True),  # a CSVAE whose own strength is the one requested
+        (None, 1.0, 7 / 6, False),  # a CSVAE scored at its own 1, requested 7/6
+        (1.5, 1.5, None, False),  # scored at a requested 1.5, now at its own
+        (1.5, 1.5, 1.5, True),
+    ],
+)
+def test_benchmark_reuses_metrics_only_with_the_same_settings(
+    tmp_path, done_strength, used_strength, wanted_strength, reused
+):
+    done = benchmark.evaluation_settings(None, 300, None, done_strength)
+    run = _evaluated_run(tmp_path / "run", done, used_strength)
+    wanted = benchmark.evaluation_settings(None, 300, None, wanted_strength)
+    assert (benchmark.reusable_metrics(run, wanted) is not None) == reused
+    assert benchmark.reusable_metrics(run, {**wanted, "edit_examples": 500}) is None
+
+
+def test_benchmark_does_not_reuse_stale_old_or_broken_metrics(tmp_path):
+    settings = benchmark.evaluation_settings(None, 300, None, None)
+    fresh = _evaluated_run(tmp_path / "fresh", settings)
+    assert benchmark.reusable_metrics(fresh, settings)["evaluated_with"] == settings
+    stale = _evaluated_run(tmp_path / "stale", settings)
+    later = (stale / "metrics.json").stat().st_mtime_ns + 10**9  # retrained after it was evaluated
+    os.utime(stale / "model.keras", ns=(later, later))
+    assert benchmark.reusable_metrics(stale, settings) is None
+    older = _evaluated_run(tmp_path / "older", settings)
+    (older / "metrics.json").write_text(json.dumps({"reconstruction_mse": 0.01}))  # before ``evaluated_with``
+    assert benchmark.reusable_metrics(older, settings) is None
+    broken = _evaluated_run(tmp_path / "broken", settings)
+    (broken / "metrics.json").write_text('{"evaluated_with": ')
+    assert benchmark.reusable_metrics(broken, settings) is None
+    assert benchmark.reusable_metrics(tmp_path / "missing", settings) is None

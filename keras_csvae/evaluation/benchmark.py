@@ -11,8 +11,11 @@ plus each run's figures.
 Runs already trained in ``out_dir`` are reused, not retrained, so a killed
 benchmark resumes, and one can be split across processes or machines
 (``--models csvae --seeds 0`` in one, ``--seeds 1`` in another, then the full
-command to evaluate and tabulate everything). A run's cost is its own: the
-training time is summed from its per-epoch history, wherever it ran.
+command to evaluate and tabulate everything). A run's ``metrics.json`` is
+reused too when it was written after the model with the same evaluation
+settings (``evaluated_with``), so the full command only evaluates what is
+new. A run's cost is its own: the training time is summed from its
+per-epoch history, wherever it ran.
 """
 
 from __future__ import annotations
@@ -25,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_csvae.evaluation.evaluate import evaluate_run
+from keras_csvae.evaluation.evaluate import evaluate_run, evaluation_settings
 from keras_csvae.io import write_json
 from keras_csvae.training import TrainConfig, train
-from keras_csvae.training.runs import HISTORY_FILE
+from keras_csvae.training.runs import HISTORY_FILE, METRICS_FILE, MODEL_FILE
 
 TABLE_METRICS = (
     ("manipulation_accuracy", "edits", "manipulation acc. ↑"),
@@ -64,6 +67,31 @@ def training_seconds(run_dir) -> float | None:
     if not history or any("seconds" not in entry for entry in history):
         return None
     return round(sum(entry["seconds"] for entry in history), 1)
+
+
+def reusable_metrics(run_dir, settings) -> dict | None:
+    """The run's metrics if they can stand for a new ``evaluate_run(**settings)``, else ``None``.
+
+    They can when ``metrics.json`` is newer than ``model.keras`` and was
+    written with the same ``settings`` (``evaluation_settings``). The edit
+    strength counts only for models that have one (``metrics["edit_strength"]``):
+    it matches when requested alike or when the strength used equals the one
+    requested now."""
+    metrics_file, model_file = Path(run_dir) / METRICS_FILE, Path(run_dir) / MODEL_FILE
+    try:
+        if metrics_file.stat().st_mtime_ns < model_file.stat().st_mtime_ns:
+            return None
+        metrics = json.loads(metrics_file.read_text())
+        done = dict(metrics["evaluated_with"])
+    except (OSError, ValueError, KeyError, TypeError):  # missing, older or unreadable: evaluate again
+        return None
+    wanted = dict(settings)
+    strength, done_strength = wanted.pop("edit_strength"), done.pop("edit_strength", None)
+    if done != wanted:
+        return None
+    if "edit_strength" in metrics and strength != done_strength and strength != metrics["edit_strength"]:
+        return None
+    return metrics
 
 
 def _metric(metrics, name, section):
@@ -144,6 +172,7 @@ def run_benchmark(
     if num_examples:
         options["num_examples"] = num_examples
     results, timings = {}, {}
+    settings = evaluation_settings(None, edit_examples, judge_dir, edit_strength)
     start = time.time()
     for model in models:
         results[model] = []
@@ -162,12 +191,16 @@ def run_benchmark(
             print(f"== {model} seed {seed} -> {run_dir}")
             train(config, run_dir, verbose=2)
             t0 = time.time()
-            metrics = evaluate_run(
-                run_dir, edit_examples=edit_examples, judge_dir=judge_dir, edit_strength=edit_strength
-            )
+            metrics = reusable_metrics(run_dir, settings)
+            fresh = metrics is None
+            if fresh:
+                metrics = evaluate_run(run_dir, **settings)
+            else:
+                print(f"Reusing {run_dir / METRICS_FILE} (evaluated after training, same settings)")
             timings[f"{model}-seed{seed}"] = {
                 "train": training_seconds(run_dir),
                 "evaluate": round(time.time() - t0, 1),
+                "metrics": "evaluated" if fresh else "reused",
             }
             results[model].append(metrics)
     summary = summarise(results)

@@ -13,12 +13,26 @@ from keras_csvae.evaluation import plots, probes
 from keras_csvae.io import write_json
 from keras_csvae.training.runs import METRICS_FILE, load_run, split_arrays
 
+MAX_EXAMPLES = 5000  # examples per split for the reconstruction error and the label probes
 
-def evaluate_run(run_dir, max_examples=5000, edit_examples=500, judge_dir=None, edit_strength=None):
+
+def evaluation_settings(max_examples, edit_examples, judge_dir, edit_strength) -> dict:
+    """The arguments of ``evaluate_run`` as JSON values (``metrics["evaluated_with"]``)."""
+    return {
+        "max_examples": MAX_EXAMPLES if max_examples is None else int(max_examples),
+        "edit_examples": int(edit_examples),
+        "judge_dir": None if judge_dir is None else str(Path(judge_dir).resolve()),
+        "edit_strength": None if edit_strength is None else float(edit_strength),
+    }
+
+
+def evaluate_run(run_dir, max_examples=None, edit_examples=500, judge_dir=None, edit_strength=None):
     """Computes the run's metrics; writes ``metrics.json`` and the figures.
 
     ``edit_strength``: replaces the model's (``LatentModel``) for the edits
     when not ``None``; a CSVAE's value used is in ``metrics["edit_strength"]``.
+    The arguments are kept in ``metrics["evaluated_with"]`` (what
+    ``csvae benchmark`` checks before reusing the metrics).
 
     Metrics:
       reconstruction_mse: mean squared error of reconstructions on the test split.
@@ -36,6 +50,8 @@ def evaluate_run(run_dir, max_examples=5000, edit_examples=500, judge_dir=None, 
       keras_csvae.training.runs.RunError: ``run_dir`` is not a finished, readable run.
     """
     run_dir = Path(run_dir)
+    settings = evaluation_settings(max_examples, edit_examples, judge_dir, edit_strength)
+    max_examples = settings["max_examples"]
     config, model = load_run(run_dir, edit_strength)
     x_train, y_train = split_arrays(config, "train", max_examples)
     x_test, y_test = split_arrays(config, "test", max_examples)
@@ -48,6 +64,7 @@ def evaluate_run(run_dir, max_examples=5000, edit_examples=500, judge_dir=None, 
         "dataset": config.dataset,
         "model": config.model,
         "num_test_examples": int(len(x_test)),
+        "evaluated_with": settings,
         "reconstruction_mse": float(np.mean((reconstruction - x_test) ** 2)),
         "z_majority_rate": majority,
         "per_label": {name: {"majority_rate": m} for name, m in zip(model.label_names, majority_per_label)},
