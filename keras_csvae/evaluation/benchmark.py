@@ -74,9 +74,9 @@ def reusable_metrics(run_dir, settings) -> dict | None:
 
     They can when ``metrics.json`` is newer than ``model.keras`` and was
     written with the same ``settings`` (``evaluation_settings``). The edit
-    strength counts only for models that have one (``metrics["edit_strength"]``):
-    it matches when requested alike or when the strength used equals the one
-    requested now."""
+    strength counts only for models that have one (``metrics["edit_strength"]``,
+    the strength used): a requested strength must equal it; "the model's own"
+    (``None``) must have been requested then too."""
     metrics_file, model_file = Path(run_dir) / METRICS_FILE, Path(run_dir) / MODEL_FILE
     try:
         if metrics_file.stat().st_mtime_ns < model_file.stat().st_mtime_ns:
@@ -89,8 +89,10 @@ def reusable_metrics(run_dir, settings) -> dict | None:
     strength, done_strength = wanted.pop("edit_strength"), done.pop("edit_strength", None)
     if done != wanted:
         return None
-    if "edit_strength" in metrics and strength != done_strength and strength != metrics["edit_strength"]:
-        return None
+    if "edit_strength" in metrics:
+        same = done_strength is None if strength is None else metrics["edit_strength"] == strength
+        if not same:
+            return None
     return metrics
 
 
