@@ -134,11 +134,19 @@ def test_reconstruction_regions_split_the_error_by_mask(faces_run, monkeypatch, 
     import reconstruction_regions
 
     errors = reconstruction_regions.main([str(faces_run), "--examples", "20"])[str(faces_run)]
+    identity = errors.pop("identity")
     assert set(errors) == {"outside", "glasses", "smile", "facial_hair"}
     assert all(0 < e < 1 for e in errors.values())
     # the regions of a face are not all reconstructed equally well by an untrained-ish model
     assert len({round(e, 6) for e in errors.values()}) > 1
-    assert "outside the masks" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "outside the masks" in out and "identity MSE, reconstruction / edit" in out
+    # per attribute: the reconstruction's identity MSE and the edits'; an edit
+    # that switches a label changes the image, so the two differ
+    assert set(identity) == {"glasses", "smile", "facial_hair"}
+    for split in identity.values():
+        assert 0 < split["reconstruction"] < 1 and 0 < split["edit"] < 1
+        assert split["edit"] != split["reconstruction"]
 
 
 def test_benchmark_summary_and_table():
