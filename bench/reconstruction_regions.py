@@ -20,7 +20,7 @@ import argparse
 import numpy as np
 
 
-def main(argv=None) -> dict[str, dict[str, float]]:
+def main(argv=None) -> dict[str, dict]:
     """Prints two lines per run; returns ``{run: {"outside": mse, <label>: mse inside its mask,
     "identity": {<label>: {"reconstruction": mse, "edit": mse}}}}``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
