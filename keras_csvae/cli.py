@@ -40,6 +40,19 @@ def _parse_json(text, flag):
     return value
 
 
+def _validation_examples(text):
+    """``--validation-examples``: a positive integer, or ``all`` (stored as ``None``)."""
+    if text == "all":
+        return "all"
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {text!r}")
+    return value
+
+
 def cmd_train(args):
     from keras_csvae.training import TrainConfig, train
 
@@ -55,6 +68,9 @@ def cmd_train(args):
         options["num_examples"] = args.num_examples
     if args.data_dir:
         options["data_dir"] = os.path.abspath(os.path.expanduser(args.data_dir))
+    validation = {}  # not given: TrainConfig's default
+    if args.validation_examples is not None:
+        validation["validation_examples"] = None if args.validation_examples == "all" else args.validation_examples
     config = TrainConfig(
         dataset=args.dataset,
         model=args.model,
@@ -68,6 +84,7 @@ def cmd_train(args):
         jit_compile=args.jit_compile,
         steps_per_execution=args.steps_per_execution,
         seed=args.seed,
+        **validation,
         dataset_options=options,
         model_kwargs=model_kwargs,
     )
@@ -194,7 +211,18 @@ def build_parser():
     )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--image-size", type=int, help="for image datasets")
-    train.add_argument("--num-examples", type=int, help="use only this many training examples")
+    train.add_argument(
+        "--num-examples",
+        type=int,
+        help="use only the first this many examples of each split (synthetic_faces, CelebA)",
+    )
+    train.add_argument(
+        "--validation-examples",
+        type=_validation_examples,
+        # not given: TrainConfig's default (2048), named here without importing TensorFlow
+        help="validate each epoch on the first this many validation examples, or 'all' "
+        "(default 2048; the val_ metrics only report, they change no weight)",
+    )
     train.add_argument(
         "--data-dir",
         help="tensorflow-datasets data directory holding prepared CelebA "

@@ -33,12 +33,15 @@ def faces_run(tmp_path_factory):
         "32",
         "--model-config",
         TINY,
+        "--validation-examples",
+        "40",
         "--out",
         run,
         "--verbose",
         "0",
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "validating on 2 batch(es) per epoch" in result.stdout  # 40 of the 256 validation faces
     return run
 
 
@@ -47,6 +50,7 @@ def test_synthetic_faces_trains_end_to_end_from_the_cli(faces_run):
     assert len(history) == 1 and history[0]["reconstruction_mse"] < 1.0
     config = json.loads((faces_run / "config.json").read_text())
     assert config["dataset_options"] == {"image_size": 32, "num_examples": 256}
+    assert config["validation_examples"] == 40
 
 
 @pytest.fixture(scope="module")

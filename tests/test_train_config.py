@@ -80,3 +80,27 @@ def test_image_batches_are_converted_after_shuffling_uint8():
     shuffled = np.concatenate([b[0] for b in dataset_for(config, model, "train", shuffle=True).as_numpy_iterator()])
     assert not np.array_equal(shuffled, x)
     np.testing.assert_allclose(np.sort(shuffled.mean(axis=(1, 2, 3))), np.sort(x.mean(axis=(1, 2, 3))), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dataset", ["synthetic_faces", "swiss_roll"])  # streamed and in-memory
+def test_validation_runs_on_the_first_validation_examples_and_leaves_the_digest_alone(dataset):
+    options = {"image_size": 32, "num_examples": 40} if dataset == "synthetic_faces" else {}
+    config = TrainConfig(dataset=dataset, batch_size=8, validation_examples=20, dataset_options=options).resolved()
+    info = registry.info(dataset, **options)
+    model = compiled(tiny_csvae(data_shape=info.input_shape, num_labels=info.num_labels))
+    batches = list(dataset_for(config, model, "validation", shuffle=False, limit=20).as_numpy_iterator())
+    assert [len(x) for x, _ in batches] == [8, 8, 4]
+    whole_x, whole_y = registry.load_arrays(dataset, "validation", **options)
+    assert len(whole_x) > 20
+    np.testing.assert_array_equal(np.concatenate([b[0] for b in batches]), whole_x[:20])
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), whole_y[:20])
+    # Validation changes no weight: a run may be resumed validating more or less.
+    assert dataclasses.replace(config, validation_examples=None).digest() == config.digest()
+    assert TrainConfig(dataset=dataset).resolved().validation_examples == 2048
+
+
+@pytest.mark.parametrize("bad", [0, -3, 1.5, True, "all"])
+def test_validation_examples_must_be_a_positive_integer_or_none(bad):
+    with pytest.raises(ValueError, match="validation_examples must be a positive integer or None"):
+        TrainConfig(validation_examples=bad).resolved()
+    assert TrainConfig(validation_examples=None).resolved().validation_examples is None

@@ -126,6 +126,17 @@ def test_unknown_dataset_lists_known_ones_and_writes_nothing(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_validation_examples_flag_takes_a_count_or_all(tmp_path):
+    result = csvae_cli("train", "--validation-examples", "0", "--out", tmp_path / "run")
+    assert result.returncode == 2 and "expected a positive integer or 'all', got '0'" in result.stderr
+    assert not (tmp_path / "run").exists()
+    result = csvae_cli(
+        "train", "--epochs", "1", "--num-examples", "64", "--validation-examples", "all", "--out", tmp_path / "run"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["validation_examples"] is None
+
+
 @pytest.fixture
 def broken_dataset():
     """Registers a dataset whose arrays come from a callable the test sets."""

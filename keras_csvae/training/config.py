@@ -15,6 +15,7 @@ from typing import Any
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
+VALIDATION_EXAMPLES = 2048  # 64 batches of 32: a per-epoch estimate, not the final evaluation
 
 
 @dataclasses.dataclass
@@ -39,6 +40,11 @@ class TrainConfig:
         whose steps are so short that Keras's per-call Python work halves
         the speed; 1 otherwise). Callbacks see the loss every that many steps.
       seed: seeds weights, noise and shuffling.
+      validation_examples: the ``val_`` metrics of every epoch are computed
+        on the first this many examples of the validation split (``None``:
+        all of it). Validation only reports: it changes no weight, and a full
+        pass over a large split (10,000 faces) cost as much as half an epoch
+        of training (``bench/bench_fit.py``).
       dataset_options: e.g. ``{"image_size": 32}``.
       model_kwargs: constructor arguments of the model (architecture, z_dim,
         betas, prior ...), merged over the dataset's preset.
@@ -56,6 +62,7 @@ class TrainConfig:
     jit_compile: bool = False
     steps_per_execution: int | None = None
     seed: int = 0
+    validation_examples: int | None = VALIDATION_EXAMPLES
     dataset_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -77,6 +84,15 @@ class TrainConfig:
             model_kwargs={**copy.deepcopy(dataset_preset.model), **self.model_kwargs},
             dataset_options=dict(self.dataset_options),
         )
+        if config.validation_examples is not None and (
+            isinstance(config.validation_examples, bool)
+            or not isinstance(config.validation_examples, int)
+            or config.validation_examples < 1
+        ):
+            raise ValueError(
+                f"validation_examples must be a positive integer or None (the whole split), "
+                f"got {config.validation_examples!r}."
+            )
         if config.epochs < 1 or config.batch_size < 1 or config.steps_per_execution < 1:
             raise ValueError(
                 f"epochs, batch_size and steps_per_execution must be ≥ 1, got {config.epochs}, "
@@ -106,11 +122,12 @@ class TrainConfig:
 
     def digest(self) -> str:
         """A short hash of what determines the training result: everything except
-        ``epochs`` (a user may extend them on resume), ``steps_per_execution``
-        and the model's ``edit_strength``."""
+        ``epochs`` (a user may extend them on resume), ``steps_per_execution``,
+        ``validation_examples`` and the model's ``edit_strength``."""
         values = self.to_dict()
         values.pop("epochs")
         values.pop("steps_per_execution")
+        values.pop("validation_examples")
         # Where edits put a label switched on: read at edit time, not trained, so a
         # finished run can be re-scored or resumed with another strength.
         values["model_kwargs"] = {k: v for k, v in values["model_kwargs"].items() if k != "edit_strength"}

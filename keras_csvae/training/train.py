@@ -87,8 +87,9 @@ def compile_model(model, config: TrainConfig, steps_per_epoch: int | None = None
     return model
 
 
-def dataset_for(config: TrainConfig, model, split: str, shuffle: bool):
-    """Batched ``(x, y)`` for ``split``, checked against ``model`` first.
+def dataset_for(config: TrainConfig, model, split: str, shuffle: bool, limit: int | None = None):
+    """Batched ``(x, y)`` for ``split`` (its first ``limit`` examples, if
+    given), checked against ``model`` first.
 
     In-memory datasets are checked value by value (finite ``x``, labels in
     {0, 1}); streamed ones by their element shapes.
@@ -96,7 +97,7 @@ def dataset_for(config: TrainConfig, model, split: str, shuffle: bool):
     spec = registry.get(config.dataset)
     if spec.tf_data_fn is None:
         x, y = registry.load_arrays(config.dataset, split, **config.dataset_options)
-        x, y = model.check_arrays(x, y)
+        x, y = model.check_arrays(x[:limit], y[:limit])
         ds = tf.data.Dataset.from_tensor_slices((x, y))
         size = len(x)
     else:
@@ -106,6 +107,8 @@ def dataset_for(config: TrainConfig, model, split: str, shuffle: bool):
         x_spec, y_spec = ds.element_spec
         model.check_static_shapes(tf.zeros([1, *x_spec.shape]), tf.zeros([1, *y_spec.shape]))
         size = 10_000
+        if limit is not None:
+            ds, size = ds.take(limit), min(size, limit)
     if shuffle:
         ds = ds.shuffle(min(size, 10_000), seed=config.seed, reshuffle_each_iteration=True)
     ds = ds.batch(config.batch_size).map(registry.as_float_images, num_parallel_calls=tf.data.AUTOTUNE)
@@ -142,7 +145,7 @@ def train(config: TrainConfig, run_dir, verbose="auto"):
     with strategy.scope():
         model = keras.saving.load_model(checkpoint_dir / state["model"]) if state else build_model(config, info)
         train_ds = dataset_for(config, model, "train", shuffle=True)
-        val_ds = dataset_for(config, model, "validation", shuffle=False)
+        val_ds = dataset_for(config, model, "validation", shuffle=False, limit=config.validation_examples)
         steps_per_epoch = int(train_ds.cardinality())
         if state:
             check_schedule_length(model, config, steps_per_epoch)
@@ -165,7 +168,8 @@ def train(config: TrainConfig, run_dir, verbose="auto"):
         print("This CPU has native bfloat16 matmuls: --precision mixed_bfloat16 trains conv models 1.1-2× faster.")
     print(
         f"Training {config.model} on {config.dataset} {info.input_shape} for {config.epochs} epochs, "
-        f"batch {config.batch_size}, {policy}, {strategy.num_replicas_in_sync} replica(s)."
+        f"batch {config.batch_size}, {policy}, {strategy.num_replicas_in_sync} replica(s); "
+        f"validating on {int(val_ds.cardinality())} batch(es) per epoch."
     )
     start = time.time()
     try:

@@ -1,0 +1,139 @@
+"""Where an epoch of ``csvae train`` goes beyond its train steps.
+
+``train()`` runs ``model.fit`` with validation data, a progress bar and three
+callbacks: ``StopOnNaN`` (a per-batch hook), ``EpochCheckpoint`` (saves the
+model and both optimisers every epoch) and ``TensorBoard``. This times one
+epoch of ``--steps`` train steps of the dataset's default model, fed by
+``dataset_for`` as ``train()`` feeds it, under each addition alone and under
+all of them, interleaved round-robin so that load changes hit every variant
+alike. Every variant trains the same model further (its speed, not its
+result, is measured).
+
+Columns: median wall seconds per epoch, CPU seconds, and the ratio to the
+plain ``fit`` of the same run.
+
+    python bench/bench_fit.py                 # faces 32 px, 150 steps x 6 variants x 4 rounds, ~5 min
+    python bench/bench_fit.py --quick         # CI smoke run (tiny model), ~30 s
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+common.quiet_tensorflow()
+
+import contextlib  # noqa: E402
+import dataclasses  # noqa: E402
+import io  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+
+def variants(model, train_ds, val_full, val_default, steps, scratch: Path) -> dict:
+    """name -> () -> None: one epoch of ``steps`` train steps of ``fit`` each;
+    ``val_full``: the whole validation split, ``val_default``: what ``train()`` validates on."""
+    import keras
+
+    from keras_csvae.training.callbacks import EpochCheckpoint, StopOnNaN
+
+    def fit(validation=None, callbacks=(), verbose=0):
+        def run():
+            # The progress bar goes to a buffer: a terminal's cost is not this
+            # process's, and the report stays readable.
+            with contextlib.redirect_stdout(io.StringIO()):
+                model.fit(
+                    train_ds,
+                    epochs=1,
+                    steps_per_epoch=steps,
+                    validation_data=validation,
+                    callbacks=[make() for make in callbacks],
+                    verbose=verbose,
+                )
+
+        return run
+
+    def checkpoint():
+        return EpochCheckpoint(scratch / "checkpoint")
+
+    def tensorboard():
+        return keras.callbacks.TensorBoard(log_dir=str(scratch / "logs"))
+
+    return {
+        "plain `fit` (no validation, no callbacks, verbose 0)": fit(),
+        "+ validation on the whole split": fit(validation=val_full),
+        "+ validation on `validation_examples` (the default)": fit(validation=val_default),
+        "+ `StopOnNaN` (reads the loss every batch)": fit(callbacks=[StopOnNaN]),
+        "+ `EpochCheckpoint` (one save)": fit(callbacks=[checkpoint]),
+        "+ `TensorBoard`": fit(callbacks=[tensorboard]),
+        "+ progress bar (verbose 1)": fit(verbose=1),
+        "all of the above (what `train()` runs)": fit(
+            validation=val_default, callbacks=[StopOnNaN, checkpoint, tensorboard], verbose=1
+        ),
+    }
+
+
+def main(argv=None):
+    parser = common.base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=None, help="train steps per epoch (default 150; quick 4)")
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds (default 4; quick 1)")
+    parser.add_argument("--image-size", type=int, default=32)
+    args = parser.parse_args(argv)
+    quick = args.quick
+    steps = args.steps or (4 if quick else 150)
+    rounds = args.rounds or (1 if quick else 4)
+
+    report = common.Report("`fit` overhead of `csvae train` (`bench/bench_fit.py`)", argv, quick=quick)
+    started = time.perf_counter()
+
+    def log(msg):
+        print(f"[{time.perf_counter() - started:6.1f} s] {msg}", flush=True)
+
+    import keras
+
+    from keras_csvae.data import registry
+    from keras_csvae.training.train import build_model, compile_model, dataset_for
+
+    n = 512 if quick else 10_000
+    config = common.faces_config(args.image_size, n, 32)
+    if quick:
+        config = dataclasses.replace(config, model_kwargs={**config.model_kwargs, **common.TINY})
+    keras.utils.set_random_seed(0)
+    model = build_model(config, registry.info(config.dataset, **config.dataset_options))
+    compile_model(model, config)
+    train_ds = dataset_for(config, model, "train", shuffle=True).repeat()
+    val_full = dataset_for(config, model, "validation", shuffle=False)
+    val_default = dataset_for(config, model, "validation", shuffle=False, limit=config.validation_examples)
+    val_steps = {name: int(ds.cardinality()) for name, ds in (("whole split", val_full), ("default", val_default))}
+    log(f"{config.dataset} {args.image_size} px, batch {config.batch_size}, {steps} steps per epoch")
+
+    with tempfile.TemporaryDirectory(prefix="bench-fit-") as scratch:
+        fns = variants(model, train_ds, val_full, val_default, steps, Path(scratch))
+        timings = common.interleaved(fns, rounds=rounds, warmup=1)
+    plain = timings[next(iter(timings))]
+    rows = []
+    for name, t in timings.items():
+        rows.append((name, t.wall, t.cpu, t.wall / steps * 1e3, t.wall / plain.wall))
+        log(f"  {name}: {t.wall:.2f} s wall, {t.cpu:.2f} CPU-s per epoch ({t.wall / plain.wall:.2f}x plain)")
+
+    report.text(
+        f"{config.dataset} at {args.image_size} px, the preset's model"
+        f"{' (tiny widths)' if quick else ''}, float32, batch {config.batch_size}: one epoch = "
+        f"{steps} train steps (+ {val_steps['whole split']} validation batches for the whole split, "
+        f"{val_steps['default']} for the default `validation_examples` = {config.validation_examples}); "
+        f"{len(plain)} interleaved round(s) after a warm-up round; medians."
+    )
+    report.table(
+        ["variant", "wall s / epoch", "CPU-s / epoch", "wall ms / train step", "÷ plain (wall)"],
+        rows,
+        align="lrrrr",
+    )
+    report.finish(args.output)
+    return timings
+
+
+if __name__ == "__main__":
+    main()
