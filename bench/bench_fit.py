@@ -12,8 +12,15 @@ result, is measured).
 Columns: median wall seconds per epoch, CPU seconds, and the ratio to the
 plain ``fit`` of the same run.
 
-    python bench/bench_fit.py                 # faces 32 px, 150 steps x 6 variants x 4 rounds, ~5 min
-    python bench/bench_fit.py --quick         # CI smoke run (tiny model), ~30 s
+Then whole epochs (one pass of the training split) with ``train()``'s
+callbacks, fed two ways, interleaved: the finite dataset, for which Keras
+makes a new iterator every epoch and a spare one at its end (``train()``
+before), and the repeated dataset with ``steps_per_epoch`` (one iterator for
+the run: ``train()`` now). Columns: per-epoch wall seconds (median, max),
+the epochs whose first step took over 2 s, and the total.
+
+    python bench/bench_fit.py                 # faces 32 px, 10,000 faces, ~12 min
+    python bench/bench_fit.py --quick         # CI smoke run (tiny model, 512 faces), ~40 s
 """
 
 from __future__ import annotations
@@ -76,15 +83,80 @@ def variants(model, train_ds, val_full, val_default, steps, scratch: Path) -> di
     }
 
 
+class EpochClock:
+    """Keras callback: each epoch's wall seconds, and how long its first step took."""
+
+    def __init__(self):
+        import keras
+
+        clock = self
+
+        class Callback(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.start = time.perf_counter()
+
+            def on_train_batch_end(self, batch, logs=None):
+                if batch == 0:
+                    clock.first_steps.append(time.perf_counter() - self.start)
+
+            def on_epoch_end(self, epoch, logs=None):
+                clock.epochs.append(time.perf_counter() - self.start)
+
+        self.epochs: list[float] = []
+        self.first_steps: list[float] = []
+        self.callback = Callback()
+
+
+def iterator_comparison(model, config, val_ds, epochs_per_call, rounds, scratch: Path, log) -> dict:
+    """Whole-split epochs with ``train()``'s callbacks: a new iterator per epoch
+    vs one repeated iterator. ``{name: (EpochClock, steps per epoch)}``."""
+    import keras
+
+    from keras_csvae.training.callbacks import EpochCheckpoint, StopOnNaN
+    from keras_csvae.training.train import dataset_for
+
+    finite = dataset_for(config, model, "train", shuffle=True)
+    steps = int(finite.cardinality())
+    feeds = {
+        "finite dataset: a new iterator every epoch (`train()` before)": (finite, None),
+        "repeated dataset, `steps_per_epoch`: one iterator (`train()` now)": (finite.repeat(), steps),
+    }
+    clocks = {name: EpochClock() for name in feeds}
+
+    def run(name):
+        data, steps_per_epoch = feeds[name]
+        callbacks = [StopOnNaN(), EpochCheckpoint(scratch / "checkpoint")]
+        callbacks += [keras.callbacks.TensorBoard(log_dir=str(scratch / "logs")), clocks[name].callback]
+        with contextlib.redirect_stdout(io.StringIO()):
+            model.fit(
+                data,
+                epochs=epochs_per_call,
+                steps_per_epoch=steps_per_epoch,
+                validation_data=val_ds,
+                callbacks=callbacks,
+                verbose=1,
+            )
+
+    for _ in range(rounds):
+        for name in feeds:
+            run(name)
+            log(f"  {name[:40]}: epochs {[round(t, 1) for t in clocks[name].epochs]}")
+    return {name: (clock, steps) for name, clock in clocks.items()}
+
+
 def main(argv=None):
     parser = common.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=None, help="train steps per epoch (default 150; quick 4)")
-    parser.add_argument("--rounds", type=int, default=None, help="timed rounds (default 4; quick 1)")
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds (default 3; quick 1)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="whole epochs per feed in the iterator comparison (default 8; quick 2)"
+    )
     parser.add_argument("--image-size", type=int, default=32)
     args = parser.parse_args(argv)
     quick = args.quick
     steps = args.steps or (4 if quick else 150)
-    rounds = args.rounds or (1 if quick else 4)
+    rounds = args.rounds or (1 if quick else 3)
+    epochs = args.epochs or (2 if quick else 8)
 
     report = common.Report("`fit` overhead of `csvae train` (`bench/bench_fit.py`)", argv, quick=quick)
     started = time.perf_counter()
@@ -113,6 +185,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="bench-fit-") as scratch:
         fns = variants(model, train_ds, val_full, val_default, steps, Path(scratch))
         timings = common.interleaved(fns, rounds=rounds, warmup=1)
+        # Two calls of `fit` per feed, alternating, so that load changes hit both.
+        feeds = iterator_comparison(model, config, val_default, max(1, epochs // 2), 2, Path(scratch), log)
     plain = timings[next(iter(timings))]
     rows = []
     for name, t in timings.items():
@@ -131,8 +205,27 @@ def main(argv=None):
         rows,
         align="lrrrr",
     )
+    report.text(
+        f"Whole epochs ({next(iter(feeds.values()))[1]} train steps each), validation on "
+        f"`validation_examples` and `train()`'s callbacks; {epochs} epochs per feed in two calls of "
+        f"`fit` each, the feeds alternating."
+    )
+    report.table(
+        ["feed", "median s / epoch", "max s / epoch", "epochs with a first step > 2 s", "total s"],
+        [
+            (
+                name,
+                common.median(clock.epochs),
+                max(clock.epochs),
+                f"{sum(t > 2.0 for t in clock.first_steps)} of {len(clock.epochs)}",
+                sum(clock.epochs),
+            )
+            for name, (clock, _) in feeds.items()
+        ],
+        align="lrrrr",
+    )
     report.finish(args.output)
-    return timings
+    return timings, feeds
 
 
 if __name__ == "__main__":

@@ -118,6 +118,23 @@ def test_resume_after_sigkill_keeps_one_entry_per_epoch(tmp_path):
     assert len(list((run_dir / "checkpoint").glob("*.keras"))) == 1
 
 
+def test_one_seed_trains_the_same_weights_and_another_seed_others(tmp_path):
+    first, again = (train(small_config(epochs=1), tmp_path / name, verbose=0) for name in ("a", "b"))
+    other = train(small_config(epochs=1, seed=1), tmp_path / "c", verbose=0)
+    for w1, w2 in zip(first.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(w1, w2)
+    assert any(not np.array_equal(w1, w3) for w1, w3 in zip(first.get_weights(), other.get_weights()))
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, 4, 3, 32])
+def test_every_epoch_runs_one_pass_of_the_training_split(tmp_path, steps_per_execution):
+    # 500 examples in batches of 64: 8 steps per epoch, whether the data are
+    # repeated (steps_per_execution divides 8) or not (3, 32).
+    config = small_config(steps_per_execution=steps_per_execution, dataset_options={"num_examples": 500})
+    model = train(config, tmp_path / "run", verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == 2 * 8
+
+
 def test_unknown_dataset_lists_known_ones_and_writes_nothing(tmp_path):
     result = csvae_cli("train", "--dataset", "nope", "--out", tmp_path / "run")
     assert result.returncode == 2

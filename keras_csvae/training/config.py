@@ -39,7 +39,7 @@ class TrainConfig:
         function; ``None``: the dataset's preset (32 for the small MLP,
         whose steps are so short that Keras's per-call Python work halves
         the speed; 1 otherwise). Callbacks see the loss every that many steps.
-      seed: seeds weights, noise and shuffling.
+      seed: seeds the initial weights, the model's noise and the shuffling.
       validation_examples: the ``val_`` metrics of every epoch are computed
         on the first this many examples of the validation split (``None``:
         all of it). Validation only reports: it changes no weight, and a full

@@ -26,9 +26,15 @@ from keras_csvae.training.distribute import cpu_has_bfloat16, is_chief, make_str
 
 
 def build_model(config: TrainConfig, info: registry.DatasetInfo):
-    """The (uncompiled) model that ``config`` describes, for data ``info``."""
+    """The (uncompiled) model that ``config`` describes, for data ``info``.
+
+    Its initial weights are drawn after ``keras.utils.set_random_seed(config.seed)``
+    (which also seeds Python's, NumPy's and TensorFlow's global generators), so
+    one config builds the same model every time.
+    """
     if config.model not in models.MODELS:
         raise ValueError(f"Unknown model {config.model!r}; known: {', '.join(sorted(models.MODELS))}.")
+    keras.utils.set_random_seed(config.seed)
     return models.MODELS[config.model](
         data_shape=info.input_shape,
         num_labels=info.num_labels,
@@ -171,10 +177,20 @@ def train(config: TrainConfig, run_dir, verbose="auto"):
         f"batch {config.batch_size}, {policy}, {strategy.num_replicas_in_sync} replica(s); "
         f"validating on {int(val_ds.cardinality())} batch(es) per epoch."
     )
+    # One iterator for the whole run. Given a finite dataset, Keras makes a new
+    # iterator every epoch and a spare one at its end; refilling the shuffle
+    # buffer behind them stalled the first step of half the epochs by 15-20 s
+    # (bench/bench_fit.py). Every pass of the repeat is shuffled anew. Keras
+    # runs whole executions of steps_per_execution steps, so an epoch of the
+    # repeated data would run over its end unless they divide it.
+    fit_steps = None
+    if steps_per_epoch > 0 and steps_per_epoch % config.steps_per_execution == 0:
+        train_ds, fit_steps = train_ds.repeat(), steps_per_epoch
     start = time.time()
     try:
         model.fit(
             train_ds,
+            steps_per_epoch=fit_steps,
             validation_data=val_ds,
             epochs=config.epochs,
             initial_epoch=done,
