@@ -58,6 +58,7 @@ def variants(model, train_ds, val_full, val_default, steps, scratch: Path) -> di
                     steps_per_epoch=steps,
                     validation_data=validation,
                     callbacks=[make() for make in callbacks],
+                    shuffle=False,  # as train(): the dataset shuffles itself
                     verbose=verbose,
                 )
 
@@ -134,6 +135,7 @@ def iterator_comparison(model, config, val_ds, epochs_per_call, rounds, scratch:
                 steps_per_epoch=steps_per_epoch,
                 validation_data=val_ds,
                 callbacks=callbacks,
+                shuffle=False,
                 verbose=1,
             )
 

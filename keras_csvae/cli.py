@@ -219,9 +219,9 @@ def build_parser():
     train.add_argument(
         "--validation-examples",
         type=_validation_examples,
-        # not given: TrainConfig's default (2048), named here without importing TensorFlow
+        # not given: TrainConfig's default (1024), named here without importing TensorFlow
         help="validate each epoch on the first this many validation examples, or 'all' "
-        "(default 2048; the val_ metrics only report, they change no weight)",
+        "(default 1024; the val_ metrics only report, they change no weight)",
     )
     train.add_argument(
         "--data-dir",

@@ -8,6 +8,7 @@ from helpers import compiled, tiny_csvae
 
 from keras_csvae.data import registry
 from keras_csvae.training import TrainConfig
+from keras_csvae.training.config import VALIDATION_EXAMPLES
 from keras_csvae.training.presets import PRESETS, preset
 from keras_csvae.training.train import compile_model, dataset_for
 
@@ -96,7 +97,7 @@ def test_validation_runs_on_the_first_validation_examples_and_leaves_the_digest_
     np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), whole_y[:20])
     # Validation changes no weight: a run may be resumed validating more or less.
     assert dataclasses.replace(config, validation_examples=None).digest() == config.digest()
-    assert TrainConfig(dataset=dataset).resolved().validation_examples == 2048
+    assert TrainConfig(dataset=dataset).resolved().validation_examples == VALIDATION_EXAMPLES == 1024
 
 
 @pytest.mark.parametrize("bad", [0, -3, 1.5, True, "all"])

@@ -16,6 +16,7 @@ from keras_csvae.evaluation.evaluate import evaluate_run
 from keras_csvae.models import InputError
 from keras_csvae.training import RunDirError, TrainConfig, TrainingDivergedError, train
 from keras_csvae.training.runs import RunError
+from keras_csvae.training.train import dataset_for
 
 SMALL = {"num_examples": 512}
 
@@ -133,6 +134,17 @@ def test_every_epoch_runs_one_pass_of_the_training_split(tmp_path, steps_per_exe
     config = small_config(steps_per_execution=steps_per_execution, dataset_options={"num_examples": 500})
     model = train(config, tmp_path / "run", verbose=0)
     assert int(model.optimizer.iterations.numpy()) == 2 * 8
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, 3])  # repeated validation data, and not (3 ∤ 2 batches)
+def test_every_epoch_validates_on_the_first_validation_examples(tmp_path, steps_per_execution):
+    config = small_config(epochs=3, steps_per_execution=steps_per_execution, validation_examples=100)
+    model = train(config, tmp_path / "run", verbose=0)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    first = dataset_for(config.resolved(), model, "validation", shuffle=False, limit=100)
+    expected = model.evaluate(first, return_dict=True, verbose=0)
+    np.testing.assert_allclose(history[-1]["val_loss"], expected["loss"], rtol=1e-5)
+    np.testing.assert_allclose(history[-1]["val_reconstruction_mse"], expected["reconstruction_mse"], rtol=1e-5)
 
 
 def test_unknown_dataset_lists_known_ones_and_writes_nothing(tmp_path):

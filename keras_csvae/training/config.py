@@ -15,7 +15,7 @@ from typing import Any
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
-VALIDATION_EXAMPLES = 2048  # 64 batches of 32: a per-epoch estimate, not the final evaluation
+VALIDATION_EXAMPLES = 1024  # 32 batches of 32: a per-epoch estimate, not the final evaluation
 
 
 @dataclasses.dataclass
