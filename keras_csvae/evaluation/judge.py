@@ -180,7 +180,7 @@ def cached_judge(key: dict, make_data, cache_dir=None, epochs=8, verbose=0, min_
     if judge is not None:
         return judge
     path = _cache_path(key, cache_dir, epochs)
-    print(f"Training the judge for {key} (cached in {path.parent}) ...")
+    print(f"Training the judge for {key}, once: it is cached in {path.parent} ...", flush=True)
     judge = train_judge(*make_data(), epochs=epochs, verbose=verbose, min_steps=min_steps)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.keras")

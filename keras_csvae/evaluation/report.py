@@ -50,7 +50,10 @@ def judge_for(dataset: str, options: dict, judge_dir=None):
             x_test, y_test = registry.load_arrays(dataset, "validation", **options)
             return x_train[:JUDGE_TRAIN_EXAMPLES], y_train[:JUDGE_TRAIN_EXAMPLES], x_test, y_test, None, None
 
-    return judge_lib.cached_judge(key, make_data, cache_dir=judge_dir, epochs=JUDGE_EPOCHS, min_steps=JUDGE_MIN_STEPS)
+    # verbose 2: a line per epoch, the judge's first training takes minutes
+    return judge_lib.cached_judge(
+        key, make_data, cache_dir=judge_dir, epochs=JUDGE_EPOCHS, verbose=2, min_steps=JUDGE_MIN_STEPS
+    )
 
 
 def test_examples(config, n, split="test"):

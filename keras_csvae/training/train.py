@@ -183,21 +183,17 @@ def train(config: TrainConfig, run_dir, verbose="auto"):
     # (bench/bench_fit.py). Every pass of the repeat is shuffled anew. Keras
     # runs whole executions of steps_per_execution steps, so an epoch of the
     # repeated data would run over its end unless they divide it.
-    # The validation data likewise: Keras keeps its evaluation iterator across
-    # epochs when given validation_steps, and each epoch reads the same batches.
-    fit_steps = validation_steps = None
+    # (Repeating the validation data too, with validation_steps, brought the
+    # stalls back in 6 of 15 epochs of `make demo`: it stays finite.)
+    fit_steps = None
     if steps_per_epoch > 0 and steps_per_epoch % config.steps_per_execution == 0:
         train_ds, fit_steps = train_ds.repeat(), steps_per_epoch
-    val_batches = int(val_ds.cardinality())
-    if val_batches > 0 and val_batches % config.steps_per_execution == 0:
-        val_ds, validation_steps = val_ds.repeat(), val_batches
     start = time.time()
     try:
         model.fit(
             train_ds,
             steps_per_epoch=fit_steps,
             validation_data=val_ds,
-            validation_steps=validation_steps,
             epochs=config.epochs,
             initial_epoch=done,
             shuffle=False,  # the dataset shuffles itself, seeded
