@@ -166,8 +166,6 @@ def main(argv=None):
     def log(msg):
         print(f"[{time.perf_counter() - started:6.1f} s] {msg}", flush=True)
 
-    import keras
-
     from keras_csvae.data import registry
     from keras_csvae.training.train import build_model, compile_model, dataset_for
 
@@ -175,7 +173,6 @@ def main(argv=None):
     config = common.faces_config(args.image_size, n, 32)
     if quick:
         config = dataclasses.replace(config, model_kwargs={**config.model_kwargs, **common.TINY})
-    keras.utils.set_random_seed(0)
     model = build_model(config, registry.info(config.dataset, **config.dataset_options))
     compile_model(model, config)
     train_ds = dataset_for(config, model, "train", shuffle=True).repeat()
