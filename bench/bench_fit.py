@@ -46,8 +46,9 @@ def variants(model, train_ds, val_full, val_default, steps, scratch: Path) -> di
     import keras
 
     from keras_csvae.training.callbacks import EpochCheckpoint, StopOnNaN
+    from keras_csvae.training.train import fit_callbacks
 
-    def fit(validation=None, callbacks=(), verbose=0):
+    def fit(validation=None, make_callbacks=list, verbose=0):
         def run():
             # The progress bar goes to a buffer: a terminal's cost is not this
             # process's, and the report stays readable.
@@ -57,7 +58,7 @@ def variants(model, train_ds, val_full, val_default, steps, scratch: Path) -> di
                     epochs=1,
                     steps_per_epoch=steps,
                     validation_data=validation,
-                    callbacks=[make() for make in callbacks],
+                    callbacks=make_callbacks(),
                     shuffle=False,  # as train(): the dataset shuffles itself
                     verbose=verbose,
                 )
@@ -67,67 +68,65 @@ def variants(model, train_ds, val_full, val_default, steps, scratch: Path) -> di
     def checkpoint():
         return EpochCheckpoint(scratch / "checkpoint")
 
-    def tensorboard():
-        return keras.callbacks.TensorBoard(log_dir=str(scratch / "logs"))
-
     return {
         "plain `fit` (no validation, no callbacks, verbose 0)": fit(),
         "+ validation on the whole split": fit(validation=val_full),
         "+ validation on `validation_examples` (the default)": fit(validation=val_default),
-        "+ `StopOnNaN` (reads the loss every batch)": fit(callbacks=[StopOnNaN]),
-        "+ `EpochCheckpoint` (one save)": fit(callbacks=[checkpoint]),
-        "+ `TensorBoard`": fit(callbacks=[tensorboard]),
+        "+ `StopOnNaN` (reads the loss every batch)": fit(make_callbacks=lambda: [StopOnNaN()]),
+        "+ `EpochCheckpoint` (one save)": fit(make_callbacks=lambda: [checkpoint()]),
+        "+ `TensorBoard`": fit(make_callbacks=lambda: [keras.callbacks.TensorBoard(log_dir=str(scratch / "logs"))]),
         "+ progress bar (verbose 1)": fit(verbose=1),
         "all of the above (what `train()` runs)": fit(
-            validation=val_default, callbacks=[StopOnNaN, checkpoint, tensorboard], verbose=1
+            validation=val_default,
+            make_callbacks=lambda: fit_callbacks(checkpoint(), scratch / "logs"),
+            verbose=1,
         ),
     }
 
 
-class EpochClock:
-    """Keras callback: each epoch's wall seconds, and how long its first step took."""
+def epoch_clock():
+    """A Keras callback keeping each epoch's wall seconds (``epochs``) and how
+    long its first step took (``first_steps``)."""
+    import keras
 
-    def __init__(self):
-        import keras
+    class EpochClock(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.epochs: list[float] = []
+            self.first_steps: list[float] = []
 
-        clock = self
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
 
-        class Callback(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                self.start = time.perf_counter()
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 0:
+                self.first_steps.append(time.perf_counter() - self.start)
 
-            def on_train_batch_end(self, batch, logs=None):
-                if batch == 0:
-                    clock.first_steps.append(time.perf_counter() - self.start)
+        def on_epoch_end(self, epoch, logs=None):
+            self.epochs.append(time.perf_counter() - self.start)
 
-            def on_epoch_end(self, epoch, logs=None):
-                clock.epochs.append(time.perf_counter() - self.start)
-
-        self.epochs: list[float] = []
-        self.first_steps: list[float] = []
-        self.callback = Callback()
+    return EpochClock()
 
 
 def iterator_comparison(model, config, val_ds, epochs_per_call, rounds, scratch: Path, log) -> dict:
     """Whole-split epochs with ``train()``'s callbacks: a new iterator per epoch
-    vs one repeated iterator. ``{name: (EpochClock, steps per epoch)}``."""
-    import keras
-
-    from keras_csvae.training.callbacks import EpochCheckpoint, StopOnNaN
-    from keras_csvae.training.train import dataset_for
+    vs ``train()``'s ``fit_feed``. ``{name: (epoch clock, steps per epoch)}``."""
+    from keras_csvae.training.callbacks import EpochCheckpoint
+    from keras_csvae.training.train import dataset_for, fit_callbacks, fit_feed
 
     finite = dataset_for(config, model, "train", shuffle=True)
     steps = int(finite.cardinality())
     feeds = {
         "finite dataset: a new iterator every epoch (`train()` before)": (finite, None),
-        "repeated dataset, `steps_per_epoch`: one iterator (`train()` now)": (finite.repeat(), steps),
+        "`fit_feed`: repeated dataset, `steps_per_epoch`, one iterator (`train()` now)": fit_feed(
+            finite, steps, config.steps_per_execution
+        ),
     }
-    clocks = {name: EpochClock() for name in feeds}
+    clocks = {name: epoch_clock() for name in feeds}
 
     def run(name):
         data, steps_per_epoch = feeds[name]
-        callbacks = [StopOnNaN(), EpochCheckpoint(scratch / "checkpoint")]
-        callbacks += [keras.callbacks.TensorBoard(log_dir=str(scratch / "logs")), clocks[name].callback]
+        callbacks = fit_callbacks(EpochCheckpoint(scratch / "checkpoint"), scratch / "logs") + [clocks[name]]
         with contextlib.redirect_stdout(io.StringIO()):
             model.fit(
                 data,

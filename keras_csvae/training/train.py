@@ -121,6 +121,27 @@ def dataset_for(config: TrainConfig, model, split: str, shuffle: bool, limit: in
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def fit_feed(train_ds, steps_per_epoch: int, steps_per_execution: int):
+    """``(data, steps_per_epoch)`` for ``fit``: one iterator for the whole run.
+
+    Given a finite dataset, Keras makes a new iterator every epoch and a spare
+    one at its end; refilling the shuffle buffer behind them stalled the first
+    step of half the epochs by 15-20 s (``bench/bench_fit.py``). So the data
+    are repeated (every pass shuffled anew) with an explicit epoch length,
+    unless ``steps_per_execution`` does not divide it: Keras runs whole
+    executions, and an epoch of repeated data would run over its end. (The
+    validation data stay finite: repeating them brought the stalls back.)
+    """
+    if steps_per_epoch > 0 and steps_per_epoch % steps_per_execution == 0:
+        return train_ds.repeat(), steps_per_epoch
+    return train_ds, None
+
+
+def fit_callbacks(checkpoint: EpochCheckpoint, log_dir) -> list:
+    """The callbacks of every run: stop on NaN, checkpoint each epoch, TensorBoard logs."""
+    return [StopOnNaN(), checkpoint, keras.callbacks.TensorBoard(log_dir=str(log_dir))]
+
+
 def train(config: TrainConfig, run_dir, verbose="auto"):
     """Trains (or resumes) the run in ``run_dir``. Returns the trained model.
 
@@ -177,17 +198,7 @@ def train(config: TrainConfig, run_dir, verbose="auto"):
         f"batch {config.batch_size}, {policy}, {strategy.num_replicas_in_sync} replica(s); "
         f"validating on {int(val_ds.cardinality())} batch(es) per epoch."
     )
-    # One iterator for the whole run. Given a finite dataset, Keras makes a new
-    # iterator every epoch and a spare one at its end; refilling the shuffle
-    # buffer behind them stalled the first step of half the epochs by 15-20 s
-    # (bench/bench_fit.py). Every pass of the repeat is shuffled anew. Keras
-    # runs whole executions of steps_per_execution steps, so an epoch of the
-    # repeated data would run over its end unless they divide it.
-    # (Repeating the validation data too, with validation_steps, brought the
-    # stalls back in 6 of 15 epochs of `make demo`: it stays finite.)
-    fit_steps = None
-    if steps_per_epoch > 0 and steps_per_epoch % config.steps_per_execution == 0:
-        train_ds, fit_steps = train_ds.repeat(), steps_per_epoch
+    train_ds, fit_steps = fit_feed(train_ds, steps_per_epoch, config.steps_per_execution)
     start = time.time()
     try:
         model.fit(
@@ -197,7 +208,7 @@ def train(config: TrainConfig, run_dir, verbose="auto"):
             epochs=config.epochs,
             initial_epoch=done,
             shuffle=False,  # the dataset shuffles itself, seeded
-            callbacks=[StopOnNaN(), checkpoint, keras.callbacks.TensorBoard(log_dir=str(log_dir))],
+            callbacks=fit_callbacks(checkpoint, log_dir),
             verbose=verbose,
         )
     finally:
