@@ -257,7 +257,7 @@ def build_parser():
     bench.add_argument("--seeds", default="0,1,2")
     bench.add_argument("--epochs", type=int, help="default: the dataset's")
     bench.add_argument("--image-size", type=int, help="default: 32 for synthetic_faces (CPU size); 64 is the paper's")
-    bench.add_argument("--num-examples", type=int, help="training examples per run")
+    bench.add_argument("--num-examples", type=int, help="use only the first this many examples of each split")
     bench.add_argument("--edit-examples", type=int, default=500)
     bench.add_argument("--judge-dir", help="where judges are cached (default ~/.cache/keras_csvae/judges)")
     bench.add_argument("--edit-strength", **EDIT_STRENGTH)
