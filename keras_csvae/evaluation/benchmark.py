@@ -69,6 +69,20 @@ def training_seconds(run_dir) -> float | None:
     return round(sum(entry["seconds"] for entry in history), 1)
 
 
+def time_line(timings: dict, seconds: float) -> str:
+    """What the benchmark cost: the runs' training summed from their histories
+    (runs trained by earlier commands count too), and this command's wall time."""
+    trained = [t["train"] for t in timings.values() if t["train"] is not None]
+    line = f"this command {seconds / 60:.1f} min"
+    if trained:
+        line = f"training {sum(trained) / 60:.1f} min summed over {len(trained)} run(s), " + line
+    return line
+
+
+def _fraction(value) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
 def reusable_metrics(run_dir, settings) -> dict | None:
     """The run's metrics if they can stand for a new ``evaluate_run(**settings)``, else ``None``.
 
@@ -225,9 +239,9 @@ def run_benchmark(
     table = markdown_table(summary)
     (out_dir / "results.md").write_text(
         f"# Benchmark: {dataset} {options}\n\nCommand: `{command}`\n\n"
-        f"Machine: {report['machine']}; total {report['seconds'] / 60:.1f} min; seeds {list(seeds)}.\n"
-        f"Judge accuracy on held-out real images: {report['judge_accuracy']}"
-        f" (styles: {report['judge_style_accuracy']}).\n\n{table}\n"
+        f"Machine: {report['machine']}; seeds {list(seeds)}; {time_line(timings, report['seconds'])}.\n"
+        f"Judge accuracy on held-out real images: {_fraction(report['judge_accuracy'])}"
+        f" (styles: {_fraction(report['judge_style_accuracy'])}).\n\n{table}\n"
     )
     print(table)
     return report
