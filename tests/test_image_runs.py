@@ -126,7 +126,7 @@ def test_a_bad_edit_strength_is_refused_before_loading(tmp_path, command):
 
 
 def test_load_run_sets_the_edit_strength(faces_run):
-    assert load_run(faces_run)[1].edit_strength == 7 / 6  # the model's own: the faces preset's
+    assert load_run(faces_run)[1].edit_strength == 5 / 4  # the model's own: the faces preset's
     assert load_run(faces_run, 1.5)[1].edit_strength == 1.5
     with pytest.raises(ValueError, match="edit_strength must be"):
         load_run(faces_run.parent / "missing", -1)  # checked before the files
@@ -139,6 +139,7 @@ def test_reconstruction_regions_split_the_error_by_mask(faces_run, monkeypatch, 
 
     errors = reconstruction_regions.main([str(faces_run), "--examples", "20"])[str(faces_run)]
     identity = errors.pop("identity")
+    change = errors.pop("change")
     assert set(errors) == {"outside", "glasses", "smile", "facial_hair"}
     assert all(0 < e < 1 for e in errors.values())
     # the regions of a face are not all reconstructed equally well by an untrained-ish model
@@ -151,6 +152,12 @@ def test_reconstruction_regions_split_the_error_by_mask(faces_run, monkeypatch, 
     for split in identity.values():
         assert 0 < split["reconstruction"] < 1 and 0 < split["edit"] < 1
         assert split["edit"] != split["reconstruction"]
+    # what the edits move outside each mask, per direction: non-negative, and
+    # not all zero (an edit changes the decoder's output somewhere)
+    assert set(change) == set(identity)
+    values = [v for c in change.values() for v in (c["on"], c["off"], c["top_third"])]
+    assert all(0 <= v < 1 for v in values) and max(values) > 0
+    assert "edit's change outside the mask" in out
 
 
 def test_benchmark_summary_and_table():
