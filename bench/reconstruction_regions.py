@@ -86,7 +86,8 @@ def _change_outside(edited, reconstruction, mask, y_i):
     top[:, : outside.shape[1] // 3] = True
 
     def mean(rows, where):
-        return float(change[rows][where[rows]].mean())
+        selected = change[rows][where[rows]]
+        return float(selected.mean()) if selected.size else float("nan")  # no face in that direction
 
     return {
         "on": mean(y_i == 0, outside),

@@ -77,7 +77,7 @@ PRESETS: dict[str, Preset] = {
     # prior's mean, away from the absent mean: (3 + 0.75) / 3 = 5/4 of the
     # way. The mean decodes to an average of the attribute's styles, which
     # at 32 px is a faint goatee; at 5/4 every label is read "on" in at least
-    # 0.87 of edits at three seeds, against 0.74 at 7/6, for 1 % more
+    # 0.87 of edits at three seeds (facial hair 0.74 at 7/6), for 1 % more
     # identity MSE (RESULTS.md). ``--edit-strength 1``: the paper's rule.
     "synthetic_faces": Preset(
         epochs=15,
