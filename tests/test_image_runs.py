@@ -160,6 +160,39 @@ def test_reconstruction_regions_split_the_error_by_mask(faces_run, monkeypatch, 
     assert "edit's change outside the mask" in out
 
 
+def test_w_nuisance_r_squared_matches_closed_forms(monkeypatch):
+    # bench/w_nuisance.py: R² of a factor from a quadratic in w_i.
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import numpy as np
+    import w_nuisance
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(500, 2))
+    assert w_nuisance.quadratic_features(w).shape == (500, 6)  # 1, w0, w1, w0², w0·w1, w1²
+    # a quadratic of w is explained exactly; independent noise hardly at all
+    # (expected R² of 5 free features on 500 points: about 5/499 = 0.01)
+    assert w_nuisance.r_squared(w, 1 + 2 * w[:, 0] - w[:, 1] ** 2) == pytest.approx(1.0)
+    assert w_nuisance.r_squared(w, rng.normal(size=500)) < 0.05
+    # channels pool: one explained channel of two with equal variance gives 1/2
+    both = np.column_stack([w[:, 0], rng.permutation(w[:, 0])])
+    assert w_nuisance.r_squared(w, both) == pytest.approx(0.5, abs=0.05)
+    assert np.isnan(w_nuisance.r_squared(w, np.ones(500)))
+
+
+def test_w_nuisance_scores_every_factor_of_a_csvae_run(faces_run, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import w_nuisance
+
+    from keras_csvae.data.synthetic_faces import NUISANCE_NAMES
+
+    scores = w_nuisance.main([str(faces_run), "--examples", "60"])[str(faces_run)]
+    assert set(scores) == {"glasses", "smile", "facial_hair"}
+    for label, by_factor in scores.items():
+        assert set(NUISANCE_NAMES) | {f"{label}_style"} <= set(by_factor)
+        assert all(-1e-9 <= r2 <= 1 + 1e-9 for r2 in by_factor.values())
+    assert "nuisances" in capsys.readouterr().out
+
+
 def test_benchmark_summary_and_table():
     runs = {
         "csvae": [
