@@ -193,6 +193,41 @@ def test_w_nuisance_scores_every_factor_of_a_csvae_run(faces_run, monkeypatch, c
     assert "nuisances" in capsys.readouterr().out
 
 
+def test_edit_z_offset_fits_the_part_of_w_that_z_predicts(monkeypatch):
+    # bench/edit_z_offset.py: the probe's linear map from z to w_i.
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import edit_z_offset
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(400, 5))
+    a, b = rng.normal(size=(5, 2)), np.array([3.0, 2.5])
+    offset, r2 = edit_z_offset.fit_offset(z, z @ a + b)  # w_i an exact affine map of z
+    assert r2 == pytest.approx(1.0)
+    z_new = rng.normal(size=(7, 5))
+    np.testing.assert_allclose(offset(z_new), z_new @ a + b - (z @ a + b).mean(axis=0), atol=1e-9)
+    _, r2_noise = edit_z_offset.fit_offset(z, rng.normal(size=(400, 2)))  # w_i independent of z
+    assert r2_noise < 0.05
+
+
+def test_edit_z_offset_changes_only_the_edits_that_switch_on(faces_run, small_judge, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import edit_z_offset
+
+    scores = edit_z_offset.main(
+        [str(faces_run), "--examples", "40", "--fit-examples", "80", "--judge-dir", str(small_judge)]
+    )
+    assert set(scores["r2"]) == {"glasses", "smile", "facial_hair"}
+    assert all(0 <= r2 <= 1 + 1e-9 for r2 in scores["r2"].values())
+    for label in scores["r2"]:
+        model, probe = scores["model"]["per_label"][label], scores["probe"]["per_label"][label]
+        # switching off is the model's own edit in both; switching on moves W_i by the z offset
+        assert probe["manipulation_accuracy_off"] == model["manipulation_accuracy_off"]
+        assert probe["identity_mse"] != model["identity_mse"]
+    out = capsys.readouterr().out
+    assert "model: manipulation" in out and "probe: manipulation" in out
+
+
 def test_benchmark_summary_and_table():
     runs = {
         "csvae": [
