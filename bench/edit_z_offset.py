@@ -20,20 +20,19 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from w_nuisance import least_squares
 
 
 def fit_offset(z, w_i):
     """Least squares ``w_i ≈ [z, 1] · B``; returns ``offset(z) = [z, 1] · B − mean(w_i)``
     (``[n, w_dim]``) and the fit's R² (channels pooled)."""
-    features = np.column_stack([z, np.ones(len(z))])
-    coefficients, *_ = np.linalg.lstsq(features, w_i, rcond=None)
-    mean = w_i.mean(axis=0)
-    r2 = 1.0 - ((w_i - features @ coefficients) ** 2).sum() / ((w_i - mean) ** 2).sum()
+    coefficients, r2 = least_squares(np.column_stack([z, np.ones(len(z))]), w_i)
+    mean = np.mean(w_i, axis=0)
 
     def offset(z_new):
         return np.column_stack([z_new, np.ones(len(z_new))]) @ coefficients - mean
 
-    return offset, float(r2)
+    return offset, r2
 
 
 def main(argv=None) -> dict:
@@ -61,7 +60,9 @@ def main(argv=None) -> dict:
         on = y_fit[:, i] == 1
         offset, r2[label] = fit_offset(codes["z_mean"][on], codes["w_mean"][on][:, i * d : (i + 1) * d])
         offsets.append(offset)
-    point_on = model.target_w(np.ones((1, model.num_labels), np.float32))[0]  # each W_i's "on" point
+    # each W_i's "on" point (at the model's edit_strength) and "off" point (the absent mean)
+    k = model.num_labels
+    point_on, point_off = model.target_w(np.stack([np.ones(k), np.zeros(k)]).astype(np.float32))
 
     def probe_editor(x, y, y_target):
         changed = np.flatnonzero(np.any(y != y_target, axis=0))
@@ -69,8 +70,9 @@ def main(argv=None) -> dict:
         points = {}
         for i in changed:
             switched_on = (y_target[:, i] == 1)[:, None]
-            on_point = point_on[i * d : (i + 1) * d] + offsets[i](z)
-            points[int(i)] = np.where(switched_on, on_point, 0.0).astype(np.float32)  # off: the absent mean
+            columns = slice(i * d, (i + 1) * d)
+            point = np.where(switched_on, point_on[columns] + offsets[i](z), point_off[columns])
+            points[int(i)] = point.astype(np.float32)
         return model.manipulate(x, y_target, y=y, w_points=points)
 
     x, y, truth, factors = test_examples(config, args.examples)

@@ -31,17 +31,21 @@ def quadratic_features(w):
     return np.column_stack([np.ones(len(w)), w, *products])
 
 
-def r_squared(w, target):
-    """R² of the least-squares fit of ``target`` ``[n]`` or ``[n, c]`` (channels
-    pooled) on ``quadratic_features(w)``: ``1 − Σ residual² / Σ (target − mean)²``.
-    NaN for a constant target."""
+def least_squares(features, target):
+    """Fits ``target`` ``[n]`` or ``[n, c]`` ≈ ``features`` ``[n, f]`` · ``B``;
+    returns ``(B [f, c], R²)`` with ``R² = 1 − Σ residual² / Σ (target − mean)²``
+    (channels pooled; NaN for a constant target)."""
     target = np.asarray(target, np.float64).reshape(len(target), -1)
-    features = quadratic_features(w)
     coefficients, *_ = np.linalg.lstsq(features, target, rcond=None)
     total = ((target - target.mean(axis=0)) ** 2).sum()
     if total == 0:
-        return float("nan")
-    return float(1.0 - ((target - features @ coefficients) ** 2).sum() / total)
+        return coefficients, float("nan")
+    return coefficients, float(1.0 - ((target - features @ coefficients) ** 2).sum() / total)
+
+
+def r_squared(w, target):
+    """R² of the least-squares fit of ``target`` on ``quadratic_features(w)``."""
+    return least_squares(quadratic_features(w), target)[1]
 
 
 def _as_target(values):
