@@ -12,6 +12,8 @@ over the global batch):
     N  = β5·Σ_i log q_δ(y_i|z)
 
 Encoders and decoder minimise ``−M1 + M2``; the adversary maximises ``N``.
+With ``edit_locality`` λ > 0 (not in the paper) they also minimise
+``λ·edit_change`` of one random edit per example (``CSVAE.flipped_w``).
 """
 
 from __future__ import annotations
@@ -199,6 +201,16 @@ def reconstruction_mse(x, x_mean):
     x = tf.reshape(x, [tf.shape(x)[0], -1])
     x_mean = tf.reshape(tf.cast(x_mean, x.dtype), [tf.shape(x_mean)[0], -1])
     return tf.reduce_mean(tf.square(x - x_mean), axis=-1)
+
+
+def edit_change(x_edited, x_mean):
+    """``‖x_edited − x_mean‖₁`` over all event dims, ``[batch]``: how much an
+    edit moves the decoded image. As a penalty (``LatentModel``'s
+    ``edit_locality``) the L1 norm costs a small change spread over the whole
+    image far more than the same squared change in a few pixels, so it lets the
+    decoder draw an attribute but not shift the rest of the face."""
+    diff = tf.reshape(tf.cast(x_edited, tf.float32) - tf.cast(x_mean, tf.float32), [tf.shape(x_mean)[0], -1])
+    return tf.reduce_sum(tf.abs(diff), axis=-1)
 
 
 def label_cross_entropy(y, logits):

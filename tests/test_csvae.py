@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from helpers import assert_changed, assert_unchanged, compiled, random_data, run_python, tiny_csvae, weights_of
 
 from keras_csvae import CSVAE, InputError
@@ -223,11 +224,53 @@ def test_config_round_trip():
         label_names=["a", "b"],
         log_var_init=-4,
         edit_strength=1.25,
+        edit_locality=0.5,
     )
     clone = CSVAE.from_config(model.get_config())
     assert clone.get_config() == model.get_config()
     assert clone.prior.mean_present == 0.0 and clone.betas.kl_z == 3.0 and clone.log_var_init == -4.0
-    assert clone.edit_strength == 1.25
+    assert clone.edit_strength == 1.25 and clone.edit_locality == 0.5
+    with pytest.raises(ValueError, match="edit_locality"):
+        tiny_csvae(edit_locality=-1)
+
+
+def test_flipped_w_moves_one_label_per_example_to_the_other_values_prior():
+    model = tiny_csvae(data_shape=(3,), num_labels=3, w_dim=2)
+    n = 3000
+    w = np.full((n, 6), 7.0, np.float32)  # a value no prior draw comes near
+    y = (np.random.default_rng(0).random((n, 3)) > 0.5).astype(np.float32)
+    w_flipped = model.flipped_w(tf.constant(w), tf.constant(y), tf.constant([1, 2])).numpy()
+    moved = (w_flipped != 7.0).reshape(n, 3, 2)
+    assert (moved.all(-1) | ~moved.any(-1)).all()  # a subspace moves whole or not at all
+    assert (moved.all(-1).sum(-1) == 1).all()  # exactly one label per example
+    label = moved.all(-1).argmax(-1)
+    np.testing.assert_allclose(np.bincount(label) / n, 1 / 3, atol=0.03)
+    drawn = w_flipped.reshape(n, 3, 2)[np.arange(n), label]  # [n, 2]
+    was_on = y[np.arange(n), label] == 1
+    prior = model.prior  # switched off: N(0, 0.1²); switched on: N(3, 1)
+    np.testing.assert_allclose(drawn[was_on].mean(0), prior.mean_absent, atol=0.02)
+    np.testing.assert_allclose(drawn[was_on].std(0), prior.scale_absent, rtol=0.1)
+    np.testing.assert_allclose(drawn[~was_on].mean(0), prior.mean_present, atol=0.1)
+    np.testing.assert_allclose(drawn[~was_on].std(0), prior.scale_present, rtol=0.1)
+    again = model.flipped_w(tf.constant(w), tf.constant(y), tf.constant([1, 2])).numpy()
+    np.testing.assert_array_equal(again, w_flipped)  # seeded
+
+
+def test_edit_locality_adds_lambda_times_the_edit_change_to_the_loss():
+    x, y = random_data(32, (3,), 2)
+    plain, local = tiny_csvae(num_labels=2), tiny_csvae(num_labels=2, edit_locality=0.5)
+    local.set_weights(plain.get_weights())
+    seed = tf.constant([3, 4])
+    x, y = tf.constant(x), tf.constant(y)
+    terms, _, _ = plain.loss_terms(x, y, seed, training=False)
+    local_terms, _, _ = local.loss_terms(x, y, seed, training=False)
+    assert "edit_change" not in terms and (local_terms["edit_change"].numpy() > 0).all()
+    assert local_terms["edit_change"].shape == (8,)  # a quarter of the batch
+    np.testing.assert_allclose(
+        local_terms["loss"].numpy(), terms["loss"].numpy() + 0.5 * local_terms["edit_change"].numpy().mean(), rtol=1e-5
+    )
+    history = compiled(local).fit(x, y, batch_size=16, epochs=1, verbose=0).history
+    assert np.isfinite(history["edit_change"]).all()
 
 
 def test_log_var_init_sets_the_initial_posterior_variance():

@@ -112,6 +112,22 @@ def test_elbo_objective_weights_each_term():
     assert losses.elbo_objective(terms, betas).numpy()[0] == pytest.approx(44.0 - 5.0)
 
 
+def test_edit_change_is_the_l1_norm_per_example():
+    x_mean = tf.zeros([2, 2, 2, 3])
+    x_edited = tf.constant(np.arange(24, dtype=np.float32).reshape(2, 2, 2, 3) / 24 - 0.5)
+    expected = np.abs(x_edited.numpy()).reshape(2, -1).sum(-1)
+    np.testing.assert_allclose(losses.edit_change(x_edited, x_mean).numpy(), expected, rtol=1e-6)
+    # The same squared change spread over 100 values costs 10× the L1 of one value's.
+    one = tf.constant([[1.0] + [0.0] * 99])
+    spread = tf.fill([1, 100], 0.1)
+    np.testing.assert_allclose(
+        losses.reconstruction_mse(one, tf.zeros([1, 100])), losses.reconstruction_mse(spread, tf.zeros([1, 100]))
+    )
+    assert losses.edit_change(spread, tf.zeros([1, 100])).numpy()[0] == pytest.approx(
+        10 * losses.edit_change(one, tf.zeros([1, 100])).numpy()[0]
+    )
+
+
 def test_bad_prior_and_betas_are_rejected():
     with pytest.raises(ValueError, match="positive"):
         losses.WPrior(scale_absent=0.0)

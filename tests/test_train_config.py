@@ -54,6 +54,13 @@ def test_every_dataset_resolves_from_its_preset_to_a_fixed_digest():
     assert preset("synthetic_faces").model["conv_filters"] == [16, 32, 64]
 
 
+def test_edit_locality_changes_only_the_csvaes_digest():
+    for model, changes in (("csvae", True), ("vae", False), ("condvae", False), ("condvae_info", False)):
+        plain = TrainConfig(dataset="synthetic_faces", model=model, model_kwargs={"edit_locality": 0.0}).resolved()
+        local = TrainConfig(dataset="synthetic_faces", model=model, model_kwargs={"edit_locality": 0.3}).resolved()
+        assert (plain.digest() != local.digest()) is changes, model
+
+
 def test_compiled_model_keeps_steps_per_execution_through_its_compile_config():
     config = TrainConfig(dataset="swiss_roll").resolved()
     model = compile_model(tiny_csvae(data_shape=(3,), num_labels=1), config)

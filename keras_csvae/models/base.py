@@ -75,6 +75,12 @@ class LatentModel(NumpyAPI, keras.Model):
         of ``p(w_i | y_i = 1)`` (the paper's rule). Larger values draw the
         attribute more strongly (RESULTS.md). Read when an edit runs or an
         export is traced, so it can be changed on a trained model.
+      edit_locality: weight ``λ`` of the CSVAE's edit-locality penalty, not
+        in the paper (0, the default, is the paper's objective): for a
+        quarter of each batch, one label ``i`` per example is flipped, ``w_i``
+        drawn from ``p(w_i | 1 − y_i)``, and ``λ`` times the mean of
+        ``‖x̂_edited − x̂‖₁`` is added to the loss, so that moving in ``W_i``
+        changes only what label ``i`` draws (RESULTS.md). Used by the CSVAE.
 
     Subclasses set ``metric_names`` (the ``[batch]`` terms reported while
     training) and ``optimizer_names`` (the attributes holding their optimisers).
@@ -103,6 +109,7 @@ class LatentModel(NumpyAPI, keras.Model):
         betas=None,
         log_var_init=0.0,
         edit_strength=1.0,
+        edit_locality=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -129,6 +136,9 @@ class LatentModel(NumpyAPI, keras.Model):
         self.betas = losses.as_betas(betas)
         self.log_var_init = float(log_var_init)
         self.edit_strength = edit_strength
+        self.edit_locality = float(edit_locality)
+        if not self.edit_locality >= 0:
+            raise ValueError(f"edit_locality must be ≥ 0, got {edit_locality}.")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
 
     # -- configuration ---------------------------------------------------------
@@ -183,6 +193,7 @@ class LatentModel(NumpyAPI, keras.Model):
             betas=self.betas.as_list(),
             log_var_init=self.log_var_init,
             edit_strength=self.edit_strength,
+            edit_locality=self.edit_locality,
         )
         return config
 

@@ -64,6 +64,8 @@ class CSVAE(TwoOptimizerModel):
         self.w_encoder = self.encoder_network(self.w_total_dim, "w_encoder", num_labels=self.num_labels)
         self.decoder = self.decoder_network(self.w_total_dim + self.z_dim)
         self.adversary = self.adversary_network(self.z_dim)
+        if self.edit_locality:
+            self.trackers["edit_change"] = keras.metrics.Mean(name="edit_change")
         self.built = True
 
     @property
@@ -149,7 +151,29 @@ class CSVAE(TwoOptimizerModel):
             "adversary_negative_entropy": losses.adversary_negative_entropy(adversary_logits),
         }
         terms["loss"] = losses.elbo_objective(terms, self.betas)
+        if self.edit_locality:
+            # On the first quarter of the batch only: the extra decoder pass is
+            # the step's largest cost, and a mean over 8 examples is enough
+            # for a penalty (it doubled the step on the whole batch).
+            n = (tf.shape(x)[0] + 3) // 4
+            seed_flip = tf.random.experimental.stateless_fold_in(seed, 1)
+            x_edited = self.decode_tensors(z[:n], self.flipped_w(w[:n], y[:n], seed_flip))
+            terms["edit_change"] = losses.edit_change(x_edited, x_mean[:n])
+            terms["loss"] += self.edit_locality * tf.reduce_mean(terms["edit_change"])
         return terms, z, y
+
+    def flipped_w(self, w, y, seed):
+        """``w`` ``[batch, k*w_dim]`` with one random label ``i`` per example
+        moved to a draw of ``p(w_i | 1 − y_i)``, the others kept: the edits the
+        ``edit_locality`` penalty keeps local. ``seed``: stateless ``[2]``."""
+        seed_label, seed_w = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        y = tf.cast(y, tf.float32)
+        label = tf.random.stateless_uniform([tf.shape(y)[0]], seed_label, maxval=self.num_labels, dtype=tf.int32)
+        flip = tf.one_hot(label, self.num_labels)
+        mean, scale = self.prior.parameters(tf.abs(y - flip), self.w_dim)
+        w_flipped = mean + scale * tf.random.stateless_normal(tf.shape(mean), seed_w)
+        moved = tf.repeat(flip > 0, self.w_dim, axis=-1)
+        return tf.where(moved, tf.cast(w_flipped, w.dtype), w)
 
     def adversary_loss(self, z, y, training):
         """``−N`` per example: the adversary's negative log-likelihood, ``z`` held fixed."""

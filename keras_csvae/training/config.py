@@ -123,14 +123,17 @@ class TrainConfig:
     def digest(self) -> str:
         """A short hash of what determines the training result: everything except
         ``epochs`` (a user may extend them on resume), ``steps_per_execution``,
-        ``validation_examples`` and the model's ``edit_strength``."""
+        ``validation_examples``, the model's ``edit_strength``, and
+        ``edit_locality`` unless the model is the CSVAE."""
         values = self.to_dict()
         values.pop("epochs")
         values.pop("steps_per_execution")
         values.pop("validation_examples")
         # Where edits put a label switched on: read at edit time, not trained, so a
-        # finished run can be re-scored or resumed with another strength.
-        values["model_kwargs"] = {k: v for k, v in values["model_kwargs"].items() if k != "edit_strength"}
+        # finished run can be re-scored or resumed with another strength. The
+        # baselines keep the CSVAE's edit_locality in their config but do not train with it.
+        untrained = {"edit_strength"} if self.model == "csvae" else {"edit_strength", "edit_locality"}
+        values["model_kwargs"] = {k: v for k, v in values["model_kwargs"].items() if k not in untrained}
         if values["learning_rate_schedule"] == "constant":
             # the default: runs made before the option existed keep their digest
             values.pop("learning_rate_schedule")
