@@ -2,7 +2,7 @@
 writing its report to a temporary file (never the repository's BENCHMARKS.md).
 
 Checks that every script finishes and writes Markdown tables of positive
-numbers. No speed assertions: CI machines differ and are shared. The five
+numbers. No speed assertions: CI machines differ and are shared. The six
 scripts run concurrently (each is mostly a single busy Python thread), so the
 file takes about as long as the slowest one.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = ("bench_train", "bench_pipeline", "bench_inference", "bench_memory", "bench_fit")
+SCRIPTS = ("bench_train", "bench_pipeline", "bench_inference", "bench_memory", "bench_fit", "bench_edit_locality")
 TIMEOUT = 420  # seconds per script; they run concurrently (generous: CI machines may be busy)
 NUMBER = re.compile(r"^[-+]?\d[\d,]*(\.\d+)?(e[-+]?\d+)?$")
 
