@@ -203,13 +203,21 @@ def reconstruction_mse(x, x_mean):
     return tf.reduce_mean(tf.square(x - x_mean), axis=-1)
 
 
-def edit_change(x_edited, x_mean):
-    """``‖x_edited − x_mean‖₁`` over all event dims, ``[batch]``: how much an
-    edit moves the decoded image. As a penalty (``LatentModel``'s
-    ``edit_locality``) the L1 norm costs a small change spread over the whole
-    image far more than the same squared change in a few pixels, so it lets the
-    decoder draw an attribute but not shift the rest of the face."""
+def edit_change(x_edited, x_mean, saturation: float = 0.0):
+    """How much an edit moves the decoded image, ``[batch]``: ``Σ ρ(x_edited −
+    x_mean)`` over all event dims, with ``ρ(d) = |d|`` (the L1 norm) or, for
+    ``saturation`` ``c > 0``, ``ρ(d) = c·log(1 + |d|/c)``.
+
+    As a penalty (``LatentModel``'s ``edit_locality``) the L1 norm costs a
+    small change spread over the whole image far more than the same squared
+    change in a few pixels, so it lets the decoder draw an attribute but not
+    shift the rest of the face. ``ρ`` with saturation ``c`` is the L1 norm for
+    ``|d| ≪ c`` but grows only logarithmically beyond: its gradient
+    ``c / (c + |d|)`` leaves strong changes (the attribute's own pixels) almost
+    free while small ones (the rest of the face) cost as under L1."""
     diff = tf.reshape(tf.cast(x_edited, tf.float32) - tf.cast(x_mean, tf.float32), [tf.shape(x_mean)[0], -1])
+    if saturation > 0:
+        return tf.reduce_sum(saturation * tf.math.log1p(tf.abs(diff) / saturation), axis=-1)
     return tf.reduce_sum(tf.abs(diff), axis=-1)
 
 

@@ -225,13 +225,16 @@ def test_config_round_trip():
         log_var_init=-4,
         edit_strength=1.25,
         edit_locality=0.5,
+        edit_locality_saturation=0.05,
     )
     clone = CSVAE.from_config(model.get_config())
     assert clone.get_config() == model.get_config()
     assert clone.prior.mean_present == 0.0 and clone.betas.kl_z == 3.0 and clone.log_var_init == -4.0
-    assert clone.edit_strength == 1.25 and clone.edit_locality == 0.5
-    with pytest.raises(ValueError, match="edit_locality"):
+    assert clone.edit_strength == 1.25 and clone.edit_locality == 0.5 and clone.edit_locality_saturation == 0.05
+    with pytest.raises(ValueError, match="edit_locality must"):
         tiny_csvae(edit_locality=-1)
+    with pytest.raises(ValueError, match="edit_locality_saturation must"):
+        tiny_csvae(edit_locality_saturation=-1)
 
 
 def test_flipped_w_moves_one_label_per_example_to_the_other_values_prior():

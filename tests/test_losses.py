@@ -128,6 +128,18 @@ def test_edit_change_is_the_l1_norm_per_example():
     )
 
 
+def test_saturated_edit_change_is_l1_for_small_changes_and_logarithmic_for_large():
+    d = np.array([[0.001, -0.5, 2.0]], np.float32)
+    c = 0.05
+    got = losses.edit_change(tf.constant(d), tf.zeros([1, 3]), saturation=c).numpy()[0]
+    assert got == pytest.approx(np.sum(c * np.log1p(np.abs(d) / c)), rel=1e-5)
+    small = losses.edit_change(tf.constant([[1e-4]]), tf.zeros([1, 1]), saturation=c).numpy()[0]
+    assert small == pytest.approx(1e-4, rel=1e-2)  # ≈ |d| for |d| ≪ c
+    # A change 10× as large costs far less than 10× as much beyond c.
+    big = [losses.edit_change(tf.constant([[v]]), tf.zeros([1, 1]), saturation=c).numpy()[0] for v in (0.5, 5.0)]
+    assert big[1] < 2 * big[0]
+
+
 def test_bad_prior_and_betas_are_rejected():
     with pytest.raises(ValueError, match="positive"):
         losses.WPrior(scale_absent=0.0)

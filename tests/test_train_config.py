@@ -57,8 +57,9 @@ def test_every_dataset_resolves_from_its_preset_to_a_fixed_digest():
 def test_edit_locality_changes_only_the_csvaes_digest():
     for model, changes in (("csvae", True), ("vae", False), ("condvae", False), ("condvae_info", False)):
         plain = TrainConfig(dataset="synthetic_faces", model=model, model_kwargs={"edit_locality": 0.0}).resolved()
-        local = TrainConfig(dataset="synthetic_faces", model=model, model_kwargs={"edit_locality": 0.3}).resolved()
-        assert (plain.digest() != local.digest()) is changes, model
+        for kwargs in ({"edit_locality": 0.3}, {"edit_locality_saturation": 0.05}):
+            local = TrainConfig(dataset="synthetic_faces", model=model, model_kwargs=kwargs).resolved()
+            assert (plain.digest() != local.digest()) is changes, (model, kwargs)
 
 
 def test_compiled_model_keeps_steps_per_execution_through_its_compile_config():

@@ -81,6 +81,9 @@ class LatentModel(NumpyAPI, keras.Model):
         drawn from ``p(w_i | 1 − y_i)``, and ``λ`` times the mean of
         ``‖x̂_edited − x̂‖₁`` is added to the loss, so that moving in ``W_i``
         changes only what label ``i`` draws (RESULTS.md). Used by the CSVAE.
+      edit_locality_saturation: ``c`` of ``losses.edit_change``: 0 (default)
+        penalises the L1 norm; ``c > 0`` the saturating ``c·log(1 + |d|/c)``,
+        which leaves changes much larger than ``c`` nearly free.
 
     Subclasses set ``metric_names`` (the ``[batch]`` terms reported while
     training) and ``optimizer_names`` (the attributes holding their optimisers).
@@ -110,6 +113,7 @@ class LatentModel(NumpyAPI, keras.Model):
         log_var_init=0.0,
         edit_strength=1.0,
         edit_locality=0.0,
+        edit_locality_saturation=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -139,6 +143,9 @@ class LatentModel(NumpyAPI, keras.Model):
         self.edit_locality = float(edit_locality)
         if not self.edit_locality >= 0:
             raise ValueError(f"edit_locality must be ≥ 0, got {edit_locality}.")
+        self.edit_locality_saturation = float(edit_locality_saturation)
+        if not self.edit_locality_saturation >= 0:
+            raise ValueError(f"edit_locality_saturation must be ≥ 0, got {edit_locality_saturation}.")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
 
     # -- configuration ---------------------------------------------------------
@@ -194,6 +201,7 @@ class LatentModel(NumpyAPI, keras.Model):
             log_var_init=self.log_var_init,
             edit_strength=self.edit_strength,
             edit_locality=self.edit_locality,
+            edit_locality_saturation=self.edit_locality_saturation,
         )
         return config
 

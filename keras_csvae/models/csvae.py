@@ -158,7 +158,7 @@ class CSVAE(TwoOptimizerModel):
             n = (tf.shape(x)[0] + 3) // 4
             seed_flip = tf.random.experimental.stateless_fold_in(seed, 1)
             x_edited = self.decode_tensors(z[:n], self.flipped_w(w[:n], y[:n], seed_flip))
-            terms["edit_change"] = losses.edit_change(x_edited, x_mean[:n])
+            terms["edit_change"] = losses.edit_change(x_edited, x_mean[:n], self.edit_locality_saturation)
             terms["loss"] += self.edit_locality * tf.reduce_mean(terms["edit_change"])
         return terms, z, y
 

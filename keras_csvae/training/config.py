@@ -132,7 +132,9 @@ class TrainConfig:
         # Where edits put a label switched on: read at edit time, not trained, so a
         # finished run can be re-scored or resumed with another strength. The
         # baselines keep the CSVAE's edit_locality in their config but do not train with it.
-        untrained = {"edit_strength"} if self.model == "csvae" else {"edit_strength", "edit_locality"}
+        untrained = {"edit_strength"}
+        if self.model != "csvae":
+            untrained |= {"edit_locality", "edit_locality_saturation"}
         values["model_kwargs"] = {k: v for k, v in values["model_kwargs"].items() if k not in untrained}
         if values["learning_rate_schedule"] == "constant":
             # the default: runs made before the option existed keep their digest
