@@ -13,7 +13,8 @@ over the global batch):
 
 Encoders and decoder minimise ``−M1 + M2``; the adversary maximises ``N``.
 With ``edit_locality`` λ > 0 (not in the paper) they also minimise
-``λ·edit_change`` of one random edit per example (``CSVAE.flipped_w``).
+``λ·edit_change`` of random one-label edits of a quarter of the batch
+(``CSVAE.flipped_w``).
 """
 
 from __future__ import annotations

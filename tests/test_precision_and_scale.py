@@ -18,13 +18,14 @@ from helpers import compiled, random_data, tiny_csvae
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_policies_train_with_float32_distributions(policy):
     keras.mixed_precision.set_global_policy(policy)
-    model = compiled(tiny_csvae(data_shape=(16, 16, 3), num_labels=2))
+    # edit_locality: its extra decoder pass runs in the policy too
+    model = compiled(tiny_csvae(data_shape=(16, 16, 3), num_labels=2, edit_locality=0.05))
     scaled = policy == "mixed_float16"
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) == scaled
     assert isinstance(model.adversary_optimizer, keras.optimizers.LossScaleOptimizer) == scaled
     x, y = random_data(32, (16, 16, 3), 2)
     history = model.fit(x, y, batch_size=16, epochs=2, verbose=0).history
-    assert all(np.isfinite(v).all() for v in history.values())
+    assert all(np.isfinite(v).all() for v in history.values()) and "edit_change" in history
     assert model.z_encoder.get_layer("z_encoder_conv_0").compute_dtype == policy.split("_")[1]
     out = model((x[:2], y[:2]))
     assert {t.dtype for t in out.values()} == {tf.float32}

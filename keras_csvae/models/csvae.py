@@ -153,8 +153,8 @@ class CSVAE(TwoOptimizerModel):
         terms["loss"] = losses.elbo_objective(terms, self.betas)
         if self.edit_locality:
             # On the first quarter of the batch only: the extra decoder pass is
-            # the step's largest cost, and a mean over 8 examples is enough
-            # for a penalty (it doubled the step on the whole batch).
+            # the step's largest cost; a quarter keeps the step at 1.22× the
+            # plain one (bench/bench_edit_locality.py, BENCHMARKS.md).
             n = (tf.shape(x)[0] + 3) // 4
             seed_flip = tf.random.experimental.stateless_fold_in(seed, 1)
             x_edited = self.decode_tensors(z[:n], self.flipped_w(w[:n], y[:n], seed_flip))
