@@ -8,7 +8,7 @@ step (both optimisers) of the default ``synthetic_faces`` model with
 alike. Columns: median wall and CPU seconds per step, samples per second, and
 the ratio to ``edit_locality`` 0 in the same run.
 
-    python bench/bench_edit_locality.py            # default 32 px model, batch 32, ~2 min
+    python bench/bench_edit_locality.py            # default 32 px model, batch 32, ~40 s
     python bench/bench_edit_locality.py --quick    # CI smoke run (tiny model), ~20 s
 """
 
@@ -48,7 +48,6 @@ def main(argv=None):
     report = common.Report("Edit-locality cost (`bench/bench_edit_locality.py`)", argv, quick=args.quick)
     size = 32
     kwargs = common.TINY if args.quick else TrainConfig(dataset="synthetic_faces").resolved().model_kwargs
-    kwargs = {k: v for k, v in kwargs.items() if k != "edit_locality"}
     rounds = args.rounds or (5 if args.quick else 60)
     rng = np.random.default_rng(0)
     x = rng.random((args.batch, size, size, 3), dtype=np.float32)
