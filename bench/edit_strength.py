@@ -44,7 +44,11 @@ def main(argv=None) -> dict[str, dict]:
     parser.add_argument("--points", type=float, nargs="+", default=[3.0, 4.0, 5.0, 7.0])
     parser.add_argument("--examples", type=int, default=300)
     parser.add_argument(
-        "--strengths", type=edit_strength_argument, nargs="*", default=[], help="edit_strength values (1.5, 7/6...)"
+        "--strengths",
+        type=edit_strength_argument,
+        nargs="*",
+        default=[],
+        help="edit_strength values (1.5, 7/6, or one per label: 1,1,5/3)",
     )
     parser.add_argument("--split", default="test", choices=["validation", "test"], help="faces to edit")
     parser.add_argument("--judge-dir", default=None, help="judge cache (default: ~/.cache/keras_csvae/judges)")
@@ -113,11 +117,16 @@ def main(argv=None) -> dict[str, dict]:
         by_strength[strength] = scores
         per_label = " / ".join(f"{scores['per_label'][n]['manipulation_accuracy_on']:.2f}" for n in model.label_names)
         print(
-            f"  {strength:.4g}: {scores['manipulation_accuracy']:.3f}, {scores['manipulation_accuracy_on']:.3f}"
+            f"  {_shown(strength)}: {scores['manipulation_accuracy']:.3f}, {scores['manipulation_accuracy_on']:.3f}"
             f" ({per_label}), {scores['manipulation_accuracy_off']:.3f}, {scores['identity_mse']:.5f},"
             f" {scores['counterfactual_mse']:.5f}, {scores['preservation_accuracy']:.3f}"
         )
     return {"points": rows, "styles": by_style, "strengths": by_strength}
+
+
+def _shown(strength) -> str:
+    """``1.5`` or, one per label, ``1,1,1.667``."""
+    return ",".join(f"{s:.4g}" for s in np.atleast_1d(strength))
 
 
 if __name__ == "__main__":

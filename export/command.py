@@ -46,8 +46,8 @@ def add_parser(subparsers, make_quality_checks=None) -> argparse.ArgumentParser:
         "--edit-strength",
         type=edit_strength_argument,
         metavar="S",
-        help="how far manipulate moves a label switched on: S times the distance between the prior means "
-        "(default: the run's model, 1 = the prior's mean)",
+        help="how far manipulate moves a label switched on: S times the distance between the prior means, "
+        "or one per label: 1,1,5/3 (default: the run's model, 1 = the prior's mean)",
     )
     parser.set_defaults(func=functools.partial(run, make_quality_checks=make_quality_checks))
     return parser

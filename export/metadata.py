@@ -17,7 +17,7 @@ import importlib.metadata
 import json
 from pathlib import Path
 
-from serving.runtime.contract import SERVING_DEFAULT, savedmodel_path
+from serving.runtime.contract import SERVING_DEFAULT, edit_strength_json, savedmodel_path
 
 PACKAGES = ("keras-csvae", "tensorflow", "keras", "tensorflow-probability", "tf2onnx", "onnx", "onnxruntime", "numpy")
 FORMAT_VERSION = 1
@@ -69,7 +69,8 @@ def model_description(model, model_type: str | None = None) -> dict:
         description["pixel_range"] = [0.0, 1.0]
     description["z_dim"], description["w_dim"] = int(model.z_dim), int(model.w_dim)
     description["prior"] = _jsonable(model.prior)
-    description["edit_strength"] = float(model.edit_strength)  # where manipulate puts a label switched on
+    # where manipulate puts a label switched on: a number, or one per label
+    description["edit_strength"] = edit_strength_json(model.edit_strength)
     config = dict(model.get_config())
     config.pop("dtype", None)  # the training policy; exports compute in float32
     description["model_config"] = _jsonable(config)

@@ -179,7 +179,8 @@ EDIT_STRENGTH = dict(  # --edit-strength of evaluate and benchmark
     type=edit_strength_argument,
     metavar="S",
     help="CSVAE edits: put a label switched on S times the distance between the prior means from the "
-    "absent mean, e.g. 1.5 or 7/6 (default: the run's model; 1 = the prior's mean, the paper's rule)",
+    "absent mean, e.g. 1.5 or 7/6, or one per label: 1,1,5/3 (default: the run's model; 1 = the prior's "
+    "mean, the paper's rule)",
 )
 
 

@@ -24,7 +24,7 @@ import dataclasses
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from serving.runtime.contract import edit_point, prior_parameters
+from serving.runtime.contract import edit_point, prior_parameters, strength_columns
 
 tfd = tfp.distributions
 
@@ -71,11 +71,13 @@ class WPrior:
         """
         return prior_parameters(tf.repeat(y, w_dim, axis=-1), dataclasses.asdict(self))
 
-    def edit_targets(self, y, w_dim: int, strength: float = 1.0):
+    def edit_targets(self, y, w_dim: int, strength=1.0):
         """Where an edit to labels ``y`` ``[batch, k]`` puts ``w``, ``[batch, k * w_dim]``:
         ``mean_absent + y · strength · (mean_present − mean_absent)`` (the
-        runtime's ``edit_point``; ``strength = 1`` is the prior's mean)."""
-        return edit_point(tf.repeat(y, w_dim, axis=-1), dataclasses.asdict(self), strength)
+        runtime's ``edit_point``; ``strength = 1`` is the prior's mean), with
+        ``strength`` a number or one per label."""
+        columns = strength_columns(strength, y.shape[-1], w_dim)
+        return edit_point(tf.repeat(y, w_dim, axis=-1), dataclasses.asdict(self), columns)
 
     def distribution(self, y, w_dim: int):
         """``p(w|y)`` as ``Independent(Normal)`` with event shape ``[k * w_dim]``."""

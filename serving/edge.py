@@ -96,7 +96,8 @@ class Editor:
             )
         self.w_dim = model.get("w_dim")
         self.prior = model.get("prior")
-        self.edit_strength = check_edit_strength(model.get("edit_strength", 1.0))  # 1 in exports made before it
+        # a number or one per label; 1 in exports made before the field
+        self.edit_strength = check_edit_strength(model.get("edit_strength", 1.0), len(self.label_names))
         self.threads = threads
         self._sessions = {}
 

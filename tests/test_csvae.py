@@ -161,10 +161,22 @@ def test_edit_strength_moves_only_the_labels_switched_on_further():
     model.edit_strength = 1.0
     np.testing.assert_array_equal(model.target_w([[1, 0, 1]]), [[3, 3, 0, 0, 3, 3]])
     assert not np.allclose(model.manipulate(x, y_target, y=y), edited)
-    for bad in (0, -1.0, float("nan"), float("inf"), "strong", True, None):
+    for bad in (0, -1.0, float("nan"), float("inf"), "strong", True, None, [1.5, 0, 1]):
         with pytest.raises(ValueError, match="edit_strength must be a finite number > 0"):
             model.edit_strength = bad
+    with pytest.raises(ValueError, match="edit_strength has 2 values; expected 3, one per label"):
+        model.edit_strength = [1.5, 2.0]
+    with pytest.raises(ValueError, match="edit_strength has 0 values"):
+        model.edit_strength = []
     assert model.edit_strength == 1.0
+    # One strength per label: each switched label moves by its own.
+    model.edit_strength = [1.5, 1.0, 2.0]
+    assert model.edit_strength == (1.5, 1.0, 2.0)
+    np.testing.assert_array_equal(model.target_w([[1, 1, 1], [0, 1, 0]]), [[4.5, 4.5, 3, 3, 6, 6], [0, 0, 3, 3, 0, 0]])
+    y_target = 1 - y
+    np.testing.assert_allclose(
+        model.switched_edit_tensors(x, y, y_target).numpy(), model.manipulate(x, y_target, y=y), atol=1e-5
+    )
 
 
 def test_switched_traversal_moves_only_the_traversed_subspace():
@@ -223,14 +235,14 @@ def test_config_round_trip():
         betas=[1, 2, 3, 4, 5],
         label_names=["a", "b"],
         log_var_init=-4,
-        edit_strength=1.25,
+        edit_strength=[1.25, 1.5],
         edit_locality=0.5,
         edit_locality_saturation=0.05,
     )
     clone = CSVAE.from_config(model.get_config())
     assert clone.get_config() == model.get_config()
     assert clone.prior.mean_present == 0.0 and clone.betas.kl_z == 3.0 and clone.log_var_init == -4.0
-    assert clone.edit_strength == 1.25 and clone.edit_locality == 0.5 and clone.edit_locality_saturation == 0.05
+    assert clone.edit_strength == (1.25, 1.5) and clone.edit_locality == 0.5 and clone.edit_locality_saturation == 0.05
     with pytest.raises(ValueError, match="edit_locality must"):
         tiny_csvae(edit_locality=-1)
     with pytest.raises(ValueError, match="edit_locality_saturation must"):

@@ -66,14 +66,19 @@ def test_edit_matches_the_keras_model_and_the_savedmodel(editor, model, export_d
 
 
 def test_a_broken_edit_strength_in_the_metadata_is_a_clear_error(export_dir, tmp_path):
-    assert edge.Editor(export_dir).edit_strength == 1.25  # _tiny_model's, from metadata.json
+    assert edge.Editor(export_dir).edit_strength == (1.25, 1.0, 1.5)  # _tiny_model's, from metadata.json
     copy = tmp_path / "export"
     shutil.copytree(export_dir, copy)
     metadata = json.loads((copy / "metadata.json").read_text())
-    metadata["model"]["edit_strength"] = -2
-    (copy / "metadata.json").write_text(json.dumps(metadata))
-    with pytest.raises(ContractError, match="edit_strength must be a finite number > 0"):
-        edge.Editor(copy)
+    for bad, message in (
+        (-2, "edit_strength must be a finite number > 0"),
+        ([1.25, 0, 1], "edit_strength must be a finite number > 0"),
+        ([1.25, 1.0], "edit_strength has 2 values; expected 3, one per label"),
+    ):
+        metadata["model"]["edit_strength"] = bad
+        (copy / "metadata.json").write_text(json.dumps(metadata))
+        with pytest.raises(ContractError, match=message):
+            edge.Editor(copy)
     del metadata["model"]["edit_strength"]  # an export made before the field: the prior's mean
     (copy / "metadata.json").write_text(json.dumps(metadata))
     assert edge.Editor(copy).edit_strength == 1.0

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from keras_csvae import losses
+from serving.runtime.contract import ContractError
 
 RNG = np.random.default_rng(0)
 
@@ -72,6 +73,15 @@ def test_edit_targets_put_labels_switched_on_strength_times_as_far(convention):
     np.testing.assert_allclose(prior.edit_targets(y, 2, strength=1.5).numpy(), expected, rtol=1e-6)
     # the TensorFlow-free runtime computes the same numbers
     np.testing.assert_array_equal(edit_w(y.numpy(), dataclasses.asdict(prior), 2, 1.5), prior.edit_targets(y, 2, 1.5))
+    # one strength per label: label i's columns use strength i
+    on_2 = prior.mean_absent + 2.0 * (prior.mean_present - prior.mean_absent)
+    per_label = np.array([[on, on, prior.mean_absent, prior.mean_absent], [prior.mean_absent] * 2 + [on_2, on_2]])
+    np.testing.assert_allclose(prior.edit_targets(y, 2, strength=(1.5, 2.0)).numpy(), per_label, rtol=1e-6)
+    np.testing.assert_array_equal(
+        edit_w(y.numpy(), dataclasses.asdict(prior), 2, [1.5, 2.0]), prior.edit_targets(y, 2, [1.5, 2.0])
+    )
+    with pytest.raises(ContractError, match="edit_strength has 3 values; expected 2, one per label"):
+        prior.edit_targets(y, 2, strength=(1.5, 2.0, 1.0))
 
 
 def test_reconstruction_log_likelihood_is_a_summed_gaussian():

@@ -72,7 +72,7 @@ print(json.dumps({
     "inputs": sorted(i.name for i in session.get_inputs()),
     "pixels": float(pixels.mean()),
     "mean": mean.tolist(),
-    "edit": contract.edit_w([[1, 0, 0]], model["prior"], model["w_dim"], model["edit_strength"]).tolist(),
+    "edit": contract.edit_w([[1, 0, 1]], model["prior"], model["w_dim"], model["edit_strength"]).tolist(),
     "styles": len(contract.style_grid(model["prior"], model["w_dim"])),
     "loaded": sorted(m for m in sys.modules if m.partition(".")[0] in BLOCKED),
 }))
@@ -103,8 +103,9 @@ def test_every_runtime_module_imports_and_reads_an_export_without_tensorflow(exp
     assert report["inputs"] == ["x", "y", "y_target"] and report["styles"] == 9 and report["loaded"] == []
     assert abs(report["pixels"] - 128 / 255) < 1e-6
     assert report["mean"] == [[3.0, 3.0, 0.0, 0.0, 0.0, 0.0]]  # w_dim 2: glasses present, the others absent
-    # the export's edit_strength (1.25, test_serving._tiny_model) reaches the runtime: 1.25 · (3 − 0)
-    assert report["edit"] == [[3.75, 3.75, 0.0, 0.0, 0.0, 0.0]]
+    # the export's edit_strength per label ([1.25, 1, 1.5], test_serving._tiny_model) reaches
+    # the runtime: glasses 1.25 · (3 − 0), smile off, facial hair 1.5 · (3 − 0)
+    assert report["edit"] == [[3.75, 3.75, 0.0, 0.0, 4.5, 4.5]]
 
 
 def _csvae(*args):

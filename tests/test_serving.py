@@ -81,8 +81,10 @@ def _tiny_model(seed):
     from keras_csvae.models import CSVAE
 
     keras.utils.set_random_seed(seed)
-    # edit_strength != 1: every comparison of an exported edit with the Keras model checks it travels
-    return CSVAE(data_shape=(SIZE, SIZE, 3), num_labels=3, label_names=LABELS, edit_strength=1.25, **TINY_IMAGE)
+    # edit_strength != 1, one per label: every comparison of an exported edit with the Keras model checks it travels
+    return CSVAE(
+        data_shape=(SIZE, SIZE, 3), num_labels=3, label_names=LABELS, edit_strength=[1.25, 1.0, 1.5], **TINY_IMAGE
+    )
 
 
 def shared_export(tmp_path_factory) -> Path:

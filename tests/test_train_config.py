@@ -33,7 +33,7 @@ DEFAULT_DIGESTS = {
     "celeba_glasses_facial_hair": "fec5a71bd561a589",
     "digits": "6f94c78461cefb8c",
     "swiss_roll": "fd183ec32a3d935e",
-    "synthetic_faces": "2a1ba5be11f29f01",
+    "synthetic_faces": "c6b647323b25e53e",
     "tfd": "5780da71b4bfcd0b",
 }
 
@@ -44,7 +44,7 @@ def test_every_dataset_resolves_from_its_preset_to_a_fixed_digest():
         assert TrainConfig(dataset=name).resolved().digest() == digest, name
     # The edit strength is not trained: runs trained before the preset set it keep their digest.
     faces = TrainConfig(dataset="synthetic_faces").resolved()
-    assert faces.model_kwargs["edit_strength"] == 5 / 4
+    assert faces.model_kwargs["edit_strength"] == [1.0, 1.0, 5 / 3]  # one per label
     faces.model_kwargs.pop("edit_strength")
     assert faces.digest() == DEFAULT_DIGESTS["synthetic_faces"]
     faces = TrainConfig(dataset="synthetic_faces", model_kwargs={"z_dim": 4}).resolved()

@@ -12,6 +12,7 @@ import numpy as np
 from keras_csvae.evaluation import plots, probes
 from keras_csvae.io import write_json
 from keras_csvae.training.runs import METRICS_FILE, load_run, split_arrays
+from serving.runtime.contract import edit_strength_json
 
 MAX_EXAMPLES = 5000  # examples per split for the reconstruction error and the label probes
 
@@ -22,7 +23,7 @@ def evaluation_settings(max_examples, edit_examples, judge_dir, edit_strength) -
         "max_examples": MAX_EXAMPLES if max_examples is None else int(max_examples),
         "edit_examples": int(edit_examples),
         "judge_dir": None if judge_dir is None else str(Path(judge_dir).resolve()),
-        "edit_strength": None if edit_strength is None else float(edit_strength),
+        "edit_strength": None if edit_strength is None else edit_strength_json(edit_strength),
     }
 
 
@@ -79,7 +80,7 @@ def evaluate_run(run_dir, max_examples=None, edit_examples=500, judge_dir=None, 
         for name, value in zip(model.label_names, per_label):
             metrics["per_label"][name][f"{code}_label_accuracy"] = value
     if "w_mean" in codes_test:  # the CSVAE: its edits' strength (the baselines ignore it)
-        metrics["edit_strength"] = float(model.edit_strength)
+        metrics["edit_strength"] = edit_strength_json(model.edit_strength)
         plots.plot_w_subspaces(codes_test["w_mean"], y_test, model.label_names, model.w_dim, run_dir / "w_subspace.png")
 
     if len(model.data_shape) == 3:

@@ -14,7 +14,7 @@ import tensorflow as tf
 from keras_csvae import losses
 from keras_csvae.models import networks
 from keras_csvae.models.numpy_api import InputError, NumpyAPI
-from serving.runtime.contract import check_edit_strength
+from serving.runtime.contract import check_edit_strength, edit_strength_json
 
 ARCHITECTURE_DEFAULTS = {
     "architecture": None,  # "mlp" for vectors, "conv" for images
@@ -73,8 +73,10 @@ class LatentModel(NumpyAPI, keras.Model):
         ``W_i`` goes to ``mean_absent + edit_strength · (mean_present −
         mean_absent)`` (``WPrior.edit_targets``); 1, the default, is the mean
         of ``p(w_i | y_i = 1)`` (the paper's rule). Larger values draw the
-        attribute more strongly (RESULTS.md). Read when an edit runs or an
-        export is traced, so it can be changed on a trained model.
+        attribute more strongly (RESULTS.md). A number for every label, or a
+        list with one per label (attributes the decoder draws faintly need a
+        longer move). Read when an edit runs or an export is traced, so it
+        can be changed on a trained model.
       edit_locality: weight ``λ`` of the CSVAE's edit-locality penalty, not
         in the paper (0, the default, is the paper's objective): for a
         quarter of each batch, one label ``i`` per example is flipped, ``w_i``
@@ -199,7 +201,7 @@ class LatentModel(NumpyAPI, keras.Model):
             prior=dataclasses.asdict(self.prior),
             betas=self.betas.as_list(),
             log_var_init=self.log_var_init,
-            edit_strength=self.edit_strength,
+            edit_strength=edit_strength_json(self.edit_strength),
             edit_locality=self.edit_locality,
             edit_locality_saturation=self.edit_locality_saturation,
         )
@@ -207,12 +209,12 @@ class LatentModel(NumpyAPI, keras.Model):
 
     @property
     def edit_strength(self):
-        """See the class docstring; a finite number > 0."""
+        """See the class docstring: a float > 0, or a tuple of them, one per label."""
         return self._edit_strength
 
     @edit_strength.setter
     def edit_strength(self, value):
-        self._edit_strength = check_edit_strength(value)
+        self._edit_strength = check_edit_strength(value, self.num_labels)
 
     # -- input checks ------------------------------------------------------------
     def check_static_shapes(self, x, y=None):

@@ -94,7 +94,10 @@ def load_run(run_dir, edit_strength=None):
             "the files do not belong together."
         )
     if edit_strength is not None:
-        model.edit_strength = edit_strength
+        try:
+            model.edit_strength = edit_strength
+        except ValueError as err:  # one strength per label, but not this model's count
+            raise RunError(f"{run_dir}: {err}") from err
     return config, model
 
 

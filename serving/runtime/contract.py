@@ -13,7 +13,8 @@ The fields of ``metadata.json`` that readers rely on:
 - ``model``: ``label_names`` ``[k]``, ``data_shape``, ``image_shape`` ``[H, W, C]``
   (image models only), ``model_type``; for a CSVAE also ``w_dim``, ``prior``
   (the four ``PRIOR_FIELDS`` of ``p(w_i | y_i)``) and ``edit_strength``
-  (``edit_point``; missing in exports made before it: 1).
+  (``edit_point``: a number, or a list with one per label; missing in
+  exports made before it: 1).
 - ``onnx``: ``{signature: {"file": "onnx/<signature>.onnx", "inputs", "outputs"}}``;
   a name with a dot (``manipulate.int8``) is an optional variant of a signature.
 
@@ -105,43 +106,82 @@ def prior_w(y, prior, w_dim: int) -> tuple[np.ndarray, np.ndarray]:
     return prior_parameters(np.repeat(np.asarray(y, np.float32), w_dim, axis=-1), prior)
 
 
-def edit_point(y_columns, prior, strength: float = 1.0):
+def edit_point(y_columns, prior, strength=1.0):
     """Where an edit puts ``w`` for target labels: ``[n, k·w_dim]`` like ``prior_parameters``' mean.
 
     ``mean_absent + y · strength · (mean_present − mean_absent)``: a label
     switched off goes to the mean of ``p(w_i | y_i = 0)``; one switched on goes
     ``strength`` times the distance between the two means from the absent mean
     (``strength = 1``: the mean of ``p(w_i | y_i = 1)``, the paper's rule).
-    Same arithmetic rules as ``prior_parameters`` (numpy or TensorFlow).
+    ``strength``: a number, or ``strength_columns``' ``[k·w_dim]`` (one per
+    label). Same arithmetic rules as ``prior_parameters`` (numpy or TensorFlow).
     """
     mean_absent, mean_present = float(prior["mean_absent"]), float(prior["mean_present"])
-    return y_columns * (float(strength) * (mean_present - mean_absent)) + mean_absent
+    if isinstance(strength, (int, float)):
+        return y_columns * (float(strength) * (mean_present - mean_absent)) + mean_absent
+    return y_columns * (np.asarray(strength, np.float32) * np.float32(mean_present - mean_absent)) + mean_absent
 
 
-def edit_w(y, prior, w_dim: int, strength: float = 1.0) -> np.ndarray:
+def strength_columns(strength, num_labels: int, w_dim: int):
+    """``edit_strength`` per column of ``w``: the number itself, or for one
+    strength per label (``check_edit_strength``) ``[k·w_dim]`` float32, label
+    ``i``'s repeated over its ``w_dim`` columns."""
+    strength = check_edit_strength(strength, num_labels)
+    if isinstance(strength, float):
+        return strength
+    return np.repeat(np.asarray(strength, np.float32), w_dim)
+
+
+def edit_w(y, prior, w_dim: int, strength=1.0) -> np.ndarray:
     """``edit_point`` of labels ``y`` ``[n, k]``: ``[n, k·w_dim]`` float32."""
-    return np.asarray(edit_point(np.repeat(np.asarray(y, np.float32), w_dim, axis=-1), prior, strength), np.float32)
+    y = np.asarray(y, np.float32)
+    columns = strength_columns(strength, y.shape[-1], w_dim)
+    return np.asarray(edit_point(np.repeat(y, w_dim, axis=-1), prior, columns), np.float32)
 
 
-def check_edit_strength(value) -> float:
-    """``value`` as a float if it is a finite number > 0, else ``ContractError``."""
+def _check_one_strength(value, shown) -> float:
     try:
         strength = float(value)
     except (TypeError, ValueError):
         strength = float("nan")
     if not (np.isfinite(strength) and strength > 0) or isinstance(value, bool):
-        raise ContractError(f"edit_strength must be a finite number > 0 (1 is the prior's mean), got {value!r}.")
+        raise ContractError(
+            "edit_strength must be a finite number > 0 (1 is the prior's mean) "
+            f"or a list of them, one per label; got {shown!r}."
+        )
     return strength
 
 
-def edit_strength_argument(text: str) -> float:
-    """argparse ``type`` of ``--edit-strength``: a number > 0, as a decimal or a fraction (``7/6``)."""
+def check_edit_strength(value, num_labels: int | None = None) -> float | tuple[float, ...]:
+    """``value`` checked: a finite number > 0 (every label's strength) as a
+    float, or a sequence of them, one per label (``num_labels`` of them when
+    given), as a tuple of floats; ``ContractError`` otherwise."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        values = tuple(_check_one_strength(v, value) for v in value)
+        if not values or (num_labels is not None and len(values) != num_labels):
+            wanted = "one per label" if num_labels is None else f"{num_labels}, one per label"
+            raise ContractError(f"edit_strength has {len(values)} values; expected {wanted}: {list(value)!r}.")
+        return values
+    return _check_one_strength(value, value)
+
+
+def edit_strength_json(strength) -> float | list[float]:
+    """A checked ``edit_strength`` as JSON: a number or a list of numbers."""
+    strength = check_edit_strength(strength)
+    return strength if isinstance(strength, float) else list(strength)
+
+
+def edit_strength_argument(text: str) -> float | tuple[float, ...]:
+    """argparse ``type`` of ``--edit-strength``: a number > 0 as a decimal or a
+    fraction (``7/6``), or one per label separated by commas (``1,1,5/3``)."""
     try:
-        value = float(Fraction(text.strip()))
+        values = [float(Fraction(part.strip())) for part in text.split(",")]
     except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"expected a number > 0 such as 1.5 or 7/6, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a number > 0 such as 1.5 or 7/6, or one per label such as 1,1,5/3; got {text!r}"
+        ) from None
     try:
-        return check_edit_strength(value)
+        return check_edit_strength(values[0] if len(values) == 1 else values)
     except ContractError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
 
