@@ -63,6 +63,7 @@ def architectures() -> dict[str, dict]:
         conv_filters=list(ARCHITECTURE_DEFAULTS["conv_filters"]),
         dense_units=ARCHITECTURE_DEFAULTS["dense_units"],
         decoder_filters=list(ARCHITECTURE_DEFAULTS["decoder_filters"]),
+        edit_locality=0.0,  # the paper's objective as well as its widths
     )
     return {
         "mlp": trained("swiss_roll"),
@@ -174,13 +175,18 @@ def train_flops(model) -> float:
     ELBO step: forward of both encoders, decoder and adversary; weight
     gradients of encoders and decoder; input gradients of every layer except
     those that read ``x`` itself, and of the adversary (into ``z``).
-    Adversary step: its forward and weight gradients. Bias adds, activations,
+    Adversary step: its forward and weight gradients. With ``edit_locality``
+    > 0 the decoder runs again, forward and both gradients, on a quarter of
+    the batch (``CSVAE``'s edit-locality pass). Bias adds, activations,
     losses and the optimisers' updates are not counted (they are not FLOP-bound).
     """
     total = 0.0
     for sub in (model.z_encoder, model.w_encoder, model.decoder):
         for layer, needs_input_grad in _input_grads(sub, grad_inputs=("latent",)):
             total += layer_flops(layer) * (3 if needs_input_grad else 2)
+    if model.edit_locality:
+        decoder = _input_grads(model.decoder, grad_inputs=("latent",))
+        total += sum(layer_flops(layer) * (3 if needs else 2) for layer, needs in decoder) / 4
     adversary = sum(layer_flops(layer) for layer in model.adversary.layers)
     return total + 2 * adversary + 2 * adversary
 
