@@ -77,11 +77,12 @@ PRESETS: dict[str, Preset] = {
     # change little outside what label i draws. Without it the CSVAE's edits
     # moved the rest of the face five times as much as CondVAE-info's, and
     # its identity MSE lost to every baseline; with it the identity MSE is
-    # the best of the four, for 1.22× the train step (RESULTS.md, BENCHMARKS.md).
-    # It makes facial hair harder to switch on, so edits put facial hair
-    # 5/3 of the way from the absent mean to beyond the present one (1 for
-    # glasses and smile: the prior's mean, the paper's rule): the smallest
-    # strengths, from 1 up, that switched each label on in ≥ 0.9 of
+    # the lowest of the four (by less than one spread over seeds), for 1.22×
+    # the train step (RESULTS.md, BENCHMARKS.md).
+    # It makes facial hair harder to switch on, so an edit puts W_facial_hair
+    # 5/3 as far from the absent mean as the present mean is (glasses and
+    # smile: at the present mean, the paper's rule): for each label the
+    # smallest strength, from 1 up, that switched it on in ≥ 0.9 of
     # validation faces at three seeds (RESULTS.md).
     "synthetic_faces": Preset(
         epochs=15,

@@ -62,7 +62,8 @@ def load_run(run_dir, edit_strength=None):
     """Returns ``(config, model)`` of a finished run; ``RunError`` says what is wrong otherwise.
 
     ``edit_strength``: replaces the model's (``LatentModel``) when not ``None``;
-    checked before anything is loaded.
+    its values are checked before anything is loaded, the number of a
+    per-label list once the model is.
     """
     if edit_strength is not None:
         edit_strength = check_edit_strength(edit_strength)
