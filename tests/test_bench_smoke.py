@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,3 +95,24 @@ def test_quick_mode_writes_tables_of_positive_numbers(runs, name):
 
 def test_repository_benchmarks_file_untouched(runs):
     assert runs["_repo_report_unchanged"], "a --quick run wrote to the repository's BENCHMARKS.md"
+
+
+def test_train_flops_count_the_edit_locality_pass(monkeypatch):
+    # bench_train's "of fp32 peak" divides the FLOPs it counts by the step
+    # time, so the step's extra decoder pass must be counted: forward, weight
+    # and input gradients (3×) of every decoder layer, on a quarter of the batch.
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import bench_train
+
+    from keras_csvae import CSVAE
+
+    def build(edit_locality):
+        model = CSVAE(data_shape=(16, 16, 3), num_labels=3, edit_locality=edit_locality, **bench_train.common.TINY)
+        model((np.zeros((1, 16, 16, 3), np.float32), np.zeros((1, 3), np.float32)))
+        return model
+
+    plain, local = build(0.0), build(0.05)
+    decoder_forward = sum(bench_train.layer_flops(layer) for layer in local.decoder.layers)
+    assert decoder_forward > 0
+    extra = bench_train.train_flops(local) - bench_train.train_flops(plain)
+    assert extra == pytest.approx(0.75 * decoder_forward)
