@@ -23,17 +23,6 @@ import common  # noqa: E402
 common.quiet_tensorflow()
 
 
-def build(model_kwargs, size, edit_locality):
-    import keras
-
-    from keras_csvae import CSVAE
-
-    keras.utils.set_random_seed(0)
-    model = CSVAE(data_shape=(size, size, 3), num_labels=3, **{**model_kwargs, "edit_locality": edit_locality})
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), adversary_optimizer=keras.optimizers.Adam(1e-3))
-    return model
-
-
 def main(argv=None):
     parser = common.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--locality", type=float, default=0.05, help="edit_locality of the timed variant")
@@ -41,18 +30,16 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=None, help="timed interleaved rounds (default 60; quick 5)")
     args = parser.parse_args(argv)
     import numpy as np
-    from bench_train import train_step_fn
-
-    from keras_csvae.training import TrainConfig
+    from bench_train import build, train_step_fn
 
     report = common.Report("Edit-locality cost (`bench/bench_edit_locality.py`)", argv, quick=args.quick)
     size = 32
-    kwargs = common.TINY if args.quick else TrainConfig(dataset="synthetic_faces").resolved().model_kwargs
+    arch = "tiny" if args.quick else "default"  # bench_train's: the synthetic_faces preset's model
     rounds = args.rounds or (5 if args.quick else 60)
     rng = np.random.default_rng(0)
     x = rng.random((args.batch, size, size, 3), dtype=np.float32)
     y = (rng.random((args.batch, 3)) < 0.5).astype(np.float32)
-    variants = {0.0: build(kwargs, size, 0.0), args.locality: build(kwargs, size, args.locality)}
+    variants = {value: build(arch, size, "float32", edit_locality=value) for value in (0.0, args.locality)}
     variants[args.locality].set_weights(variants[0.0].get_weights())
     steps = {f"edit_locality {value:g}": train_step_fn(model, x, y) for value, model in variants.items()}
     timings = common.interleaved(steps, rounds=rounds, warmup=3)

@@ -98,8 +98,9 @@ def policy(name: str):
         keras.mixed_precision.set_global_policy(old)
 
 
-def build(arch: str, size: int | None, mode: str, seed: int = 0):
-    """A compiled CSVAE in ``mode`` (its own dtype policy and jit_compile)."""
+def build(arch: str, size: int | None, mode: str, seed: int = 0, **overrides):
+    """A compiled CSVAE in ``mode`` (its own dtype policy and jit_compile);
+    ``overrides`` replace constructor arguments of ``architectures()[arch]``."""
     import keras
 
     from keras_csvae import CSVAE
@@ -107,7 +108,10 @@ def build(arch: str, size: int | None, mode: str, seed: int = 0):
     keras.utils.set_random_seed(seed)
     with policy("mixed_bfloat16" if mode.startswith("bf16") else "float32"):
         model = CSVAE(
-            data_shape=data_shape(arch, size), num_labels=num_labels(arch), seed=seed, **architectures()[arch]
+            data_shape=data_shape(arch, size),
+            num_labels=num_labels(arch),
+            seed=seed,
+            **{**architectures()[arch], **overrides},
         )
         model.compile(
             optimizer=keras.optimizers.Adam(1e-3),
@@ -180,13 +184,13 @@ def train_flops(model) -> float:
     the batch (``CSVAE``'s edit-locality pass). Bias adds, activations,
     losses and the optimisers' updates are not counted (they are not FLOP-bound).
     """
+    from keras_csvae.models.csvae import EDIT_LOCALITY_EVERY
+
     total = 0.0
     for sub in (model.z_encoder, model.w_encoder, model.decoder):
+        passes = 1 + 1 / EDIT_LOCALITY_EVERY if sub is model.decoder and model.edit_locality else 1
         for layer, needs_input_grad in _input_grads(sub, grad_inputs=("latent",)):
-            total += layer_flops(layer) * (3 if needs_input_grad else 2)
-    if model.edit_locality:
-        decoder = _input_grads(model.decoder, grad_inputs=("latent",))
-        total += sum(layer_flops(layer) * (3 if needs else 2) for layer, needs in decoder) / 4
+            total += layer_flops(layer) * (3 if needs_input_grad else 2) * passes
     adversary = sum(layer_flops(layer) for layer in model.adversary.layers)
     return total + 2 * adversary + 2 * adversary
 

@@ -13,6 +13,12 @@ from keras_csvae.models.base import TwoOptimizerModel, gaussian_sample
 from keras_csvae.models.numpy_api import InputError
 from serving.runtime.contract import style_grid
 
+# The edit-locality pass decodes one edit for every EDIT_LOCALITY_EVERY-th
+# example (the first quarter of a batch): the extra decoder pass is the
+# step's largest cost, and a quarter keeps the step at 1.22× the plain one
+# (bench/bench_edit_locality.py, BENCHMARKS.md).
+EDIT_LOCALITY_EVERY = 4
+
 METRIC_NAMES = (
     "loss",
     "reconstruction_log_likelihood",
@@ -152,10 +158,7 @@ class CSVAE(TwoOptimizerModel):
         }
         terms["loss"] = losses.elbo_objective(terms, self.betas)
         if self.edit_locality:
-            # On the first quarter of the batch only: the extra decoder pass is
-            # the step's largest cost; a quarter keeps the step at 1.22× the
-            # plain one (bench/bench_edit_locality.py, BENCHMARKS.md).
-            n = (tf.shape(x)[0] + 3) // 4
+            n = (tf.shape(x)[0] + EDIT_LOCALITY_EVERY - 1) // EDIT_LOCALITY_EVERY  # see EDIT_LOCALITY_EVERY
             seed_flip = tf.random.experimental.stateless_fold_in(seed, 1)
             x_edited = self.decode_tensors(z[:n], self.flipped_w(w[:n], y[:n], seed_flip))
             terms["edit_change"] = losses.edit_change(x_edited, x_mean[:n], self.edit_locality_saturation)
