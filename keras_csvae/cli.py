@@ -250,7 +250,9 @@ def build_parser():
         help="train and evaluate the four models over seeds; write a results table",
         description="Trains and evaluates models × seeds in --out, then writes results.md and results.json. "
         "Runs already trained there are reused, so a killed benchmark resumes, and one can be split across "
-        "processes (--models csvae --seeds 0 in one, --seeds 1 in another, then the full command).",
+        "processes (--models csvae --seeds 0 in one, --seeds 1 in another, then the full command). On images "
+        "the table ends with reference editors scored the same way: the input unchanged and, on synthetic "
+        "faces, the true counterfactual.",
     )
     bench.add_argument("--out", required=True)
     bench.add_argument("--dataset", default="synthetic_faces")

@@ -75,6 +75,22 @@ def test_identity_editor_never_manipulates_and_always_preserves(judge, truth, te
     assert metrics["counterfactual_mse"] > 1e-3
 
 
+def test_counterfactual_mse_per_direction_is_the_attributes_own_change_for_an_unchanged_input(truth, judge, test_faces):
+    x, y, factors = test_faces
+    metrics = edit_metrics(lambda x_, y_, t_: x_, judge, x, y, ATTRIBUTES, truth=truth, factors=factors)
+    for i, name in enumerate(ATTRIBUTES):
+        per_label = metrics["per_label"][name]
+        has = y[:, i] == 1
+        # on -> off: the unchanged face against the one true face without the attribute
+        without = truth.counterfactuals({k: v[has] for k, v in factors.items()}, i, 0)[0]
+        assert per_label["counterfactual_mse_off"] == pytest.approx(np.mean((x[has] - without) ** 2), rel=1e-5)
+        # the overall value weighs the two directions by their number of faces
+        expected = (
+            has.mean() * per_label["counterfactual_mse_off"] + (1 - has.mean()) * per_label["counterfactual_mse_on"]
+        )
+        assert per_label["counterfactual_mse"] == pytest.approx(expected, rel=1e-6)
+
+
 def _blur(x, passes=3):
     """A box blur: what a decoder that cannot draw small attributes produces."""
     for _ in range(passes):

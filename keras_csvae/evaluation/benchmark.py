@@ -6,7 +6,9 @@ The one evaluation module that trains: a benchmark is ``training.train`` then
 Trains every model on the same data with the same budget and seeds (each run
 a normal, resumable run directory), evaluates them with the same cached
 judge, and writes ``results.json`` and ``results.md`` (mean ± std over seeds)
-plus each run's figures.
+plus each run's figures. On images the table ends with reference editors
+scored the same way (``report.reference_edit_metrics``): the input left
+unchanged and, on synthetic faces, the true counterfactual.
 
 Runs already trained in ``out_dir`` are reused, not retrained, so a killed
 benchmark resumes, and one can be split across processes or machines
@@ -45,6 +47,11 @@ TABLE_METRICS = (
     ("reconstruction_mse", None, "reconstruction MSE ↓"),
     ("z_label_accuracy", None, "z label probe"),
     ("w_label_accuracy", None, "w label probe"),
+)
+# Also summarised (results.json), not tabulated: the table is wide enough.
+SUMMARY_METRICS = TABLE_METRICS + (
+    ("counterfactual_mse_on", "edits", "counterfactual MSE, off → on ↓"),
+    ("counterfactual_mse_off", "edits", "counterfactual MSE, on → off ↓"),
 )
 
 
@@ -133,7 +140,7 @@ def summarise(results: dict) -> dict:
     summary = {}
     for model, runs in results.items():
         summary[model] = {}
-        for name, section, _ in TABLE_METRICS:
+        for name, section, _ in SUMMARY_METRICS:
             values = [_metric(m, name, section) for m in runs]
             values = [v for v in values if v is not None]
             if values:
@@ -148,16 +155,40 @@ def summarise(results: dict) -> dict:
     return summary
 
 
-def markdown_table(summary: dict) -> str:
+def summarise_references(references: dict) -> dict:
+    """``{editor: {metric: value[, "per_label"]}}`` of the table's edit metrics
+    from ``report.reference_edit_metrics``'s output: one deterministic value
+    each (no seeds), with ``per_label`` values where they exist."""
+    summary = {}
+    for editor, metrics in references.items():
+        summary[editor] = {}
+        for name, section, _ in SUMMARY_METRICS:
+            if section == "edits" and name in metrics:
+                per_label = {label: m[name] for label, m in metrics["per_label"].items() if name in m}
+                summary[editor][name] = {"value": metrics[name], "per_label": per_label}
+    return summary
+
+
+def markdown_table(summary: dict, references: dict | None = None) -> str:
+    """Mean ± std over seeds per model, then one row per reference editor
+    (``summarise_references``; its metrics need no model, the others are "–")."""
+    references = references or {}
     present = [(n, s, t) for n, s, t in TABLE_METRICS if any(n in m for m in summary.values())]
     lines = ["| model | " + " | ".join(t for _, _, t in present) + " |", "|---" * (len(present) + 1) + "|"]
+
+    def cell(name, value, key):
+        digits = 4 if name.endswith("mse") else 3  # MSEs are small: keep 4 decimals
+        if value is None:
+            return "–"
+        if key == "value":
+            return f"{value['value']:.{digits}f}"
+        return f"{value['mean']:.{digits}f} ± {value['std']:.{digits}f}"
+
     for model, metrics in summary.items():
-        cells = []
-        for name, _, _ in present:
-            value = metrics.get(name)
-            digits = 4 if name.endswith("mse") else 3  # MSEs are small: keep 4 decimals
-            cells.append("–" if value is None else f"{value['mean']:.{digits}f} ± {value['std']:.{digits}f}")
-        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+        lines.append(f"| {model} | " + " | ".join(cell(n, metrics.get(n), "mean") for n, _, _ in present) + " |")
+    for editor, metrics in references.items():
+        cells = [cell(n, metrics.get(n), "value") for n, _, _ in present]
+        lines.append(f"| *{editor}* (reference) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -221,6 +252,11 @@ def run_benchmark(
             results[model].append(metrics)
     summary = summarise(results)
     judge = next(iter(results.values()))[0].get("edits", {})
+    references = {}
+    if judge:  # image datasets: what not editing, and editing perfectly, would score
+        from keras_csvae.evaluation.report import reference_edit_metrics
+
+        references = summarise_references(reference_edit_metrics(config, edit_examples, judge_dir))
     report = {
         "command": command,
         "dataset": dataset,
@@ -234,9 +270,10 @@ def run_benchmark(
         "judge_accuracy": judge.get("judge_accuracy"),
         "judge_style_accuracy": judge.get("judge_style_accuracy"),
         "summary": summary,
+        "references": references,
     }
     write_json(out_dir / "results.json", report)
-    table = markdown_table(summary)
+    table = markdown_table(summary, references)
     (out_dir / "results.md").write_text(
         f"# Benchmark: {dataset} {options}\n\nCommand: `{command}`\n\n"
         f"Machine: {report['machine']}; seeds {list(seeds)}; {time_line(timings, report['seconds'])}.\n"

@@ -108,7 +108,8 @@ def edit_metrics(editor, judge, x, y, label_names, truth=None, factors=None, var
     - ``preservation_accuracy``: fraction of (edit, other label) pairs where
       the judge's verdict on the other label is what it was on the input;
     - with ``truth``: ``counterfactual_mse`` (against the true counterfactual;
-      switching on, the minimum over the attribute's true styles) and
+      switching on, the minimum over the attribute's true styles), also per
+      direction (``counterfactual_mse_on``, ``counterfactual_mse_off``), and
       ``identity_mse`` (error outside the attribute's mask);
     - with ``variants`` and a style-aware judge: ``style_coverage``, the mean
       fraction of the attribute's true styles found among ``num_variants``
@@ -148,6 +149,9 @@ def edit_metrics(editor, judge, x, y, label_names, truth=None, factors=None, var
                 sub = {key: v[rows] for key, v in factors.items()}
                 candidates = truth.counterfactuals(sub, i, value)
                 errors[rows] = np.min([_per_example_mse(edited[rows], c) for c in candidates], axis=0)
+                # Per direction too: an editor that does not draw the attribute
+                # can score well switching on (it never guesses a wrong style).
+                result[f"counterfactual_mse_{'on' if value else 'off'}"] = float(np.mean(errors[rows]))
             result["counterfactual_mse"] = float(np.mean(errors))
             result["identity_mse"] = identity_mse(edited, x, truth.masks(factors, i))
         if variants is not None and getattr(judge, "has_styles", False):

@@ -101,6 +101,32 @@ def edit_report(config, model, run_dir, num_examples=500, judge_dir=None, num_va
     return result
 
 
+def reference_edit_metrics(config, num_examples=500, judge_dir=None) -> dict:
+    """Edit metrics of editors that need no model, scored exactly as a
+    model's (``edits.edit_metrics``: same judge, same test images), so that a
+    benchmark table says what its numbers mean:
+
+    - ``"no edit"``: returns the input unchanged. It never switches a label
+      (manipulation ~0) and keeps everything (identity MSE 0); a model whose
+      counterfactual MSE is above this editor's draws its edits less
+      faithfully than leaving the image alone would score.
+    - ``"true edit"`` (datasets with a ground truth: synthetic faces): the
+      rendered counterfactual, the best any editor can do.
+
+    Returns ``{name: edit_metrics(...)}`` (no style coverage: it scores a
+    model's learned styles)."""
+    judge = judge_for(config.dataset, config.dataset_options, judge_dir)
+    x, y, truth, factors = test_examples(config, num_examples)
+    editors = {"no edit": lambda x_, y_, y_target: x_}
+    if truth is not None:
+        editors["true edit"] = lambda x_, y_, y_target: truth.true_edit(factors, x_, y_, y_target)
+    label_names = registry.info(config.dataset, **config.dataset_options).label_names
+    return {
+        name: edit_metrics(editor, judge, x, y, label_names, truth=truth, factors=factors)
+        for name, editor in editors.items()
+    }
+
+
 def write_edit_figures(model, x, y, editor, variants, run_dir, num_variants=9):
     """``edit_grid.png``: rows are inputs; columns input, reconstruction, then
     each label switched on and off. ``traversal_<label>.png``: rows are
