@@ -108,8 +108,8 @@ def reference_edit_metrics(config, num_examples=500, judge_dir=None) -> dict:
 
     - ``"no edit"``: returns the input unchanged. It never switches a label
       (manipulation ~0) and keeps everything (identity MSE 0); a model whose
-      counterfactual MSE is above this editor's draws its edits less
-      faithfully than leaving the image alone would score.
+      counterfactual MSE is above this editor's ends further from the true
+      edits than the unedited input is.
     - ``"true edit"`` (datasets with a ground truth: synthetic faces): the
       rendered counterfactual, the best any editor can do.
 
