@@ -176,18 +176,16 @@ def markdown_table(summary: dict, references: dict | None = None) -> str:
     present = [(n, s, t) for n, s, t in TABLE_METRICS if any(n in m for m in summary.values())]
     lines = ["| model | " + " | ".join(t for _, _, t in present) + " |", "|---" * (len(present) + 1) + "|"]
 
-    def cell(name, value, key):
-        digits = 4 if name.endswith("mse") else 3  # MSEs are small: keep 4 decimals
-        if value is None:
-            return "–"
-        if key == "value":
-            return f"{value['value']:.{digits}f}"
-        return f"{value['mean']:.{digits}f} ± {value['std']:.{digits}f}"
+    def number(name, x):
+        return f"{x:.{4 if name.endswith('mse') else 3}f}"  # MSEs are small: keep 4 decimals
 
     for model, metrics in summary.items():
-        lines.append(f"| {model} | " + " | ".join(cell(n, metrics.get(n), "mean") for n, _, _ in present) + " |")
+        cells = [
+            f"{number(n, v['mean'])} ± {number(n, v['std'])}" if (v := metrics.get(n)) else "–" for n, _, _ in present
+        ]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
     for editor, metrics in references.items():
-        cells = [cell(n, metrics.get(n), "value") for n, _, _ in present]
+        cells = [number(n, v["value"]) if (v := metrics.get(n)) else "–" for n, _, _ in present]
         lines.append(f"| *{editor}* (reference) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
