@@ -48,7 +48,7 @@ def test_every_dataset_resolves_from_its_preset_to_a_fixed_digest():
     faces.model_kwargs.pop("edit_strength")
     assert faces.digest() == DEFAULT_DIGESTS["synthetic_faces"]
     faces = TrainConfig(dataset="synthetic_faces", model_kwargs={"z_dim": 4}).resolved()
-    assert faces.epochs == 15 and faces.model_kwargs["z_dim"] == 4 and faces.model_kwargs["w_dim"] == 2
+    assert faces.epochs == 30 and faces.model_kwargs["z_dim"] == 4 and faces.model_kwargs["w_dim"] == 2
     # The config holds a copy: changing it leaves the preset alone.
     faces.model_kwargs["conv_filters"].append(128)
     assert preset("synthetic_faces").model["conv_filters"] == [16, 32, 64]
