@@ -89,7 +89,7 @@ PRESETS: dict[str, Preset] = {
     # more sharply, the CSVAE gains most from it, and it leads every baseline
     # on manipulation, counterfactual and identity MSE and style coverage by
     # more than the spread over seeds (counterfactual 0.00317 against 0.00353;
-    # RESULTS.md, the benchmark). It costs `make demo` about 6 minutes;
+    # RESULTS.md, the benchmark). It costs `make demo` about 7 minutes;
     # `make demo EPOCHS=15` is the quicker first look.
     "synthetic_faces": Preset(
         epochs=30,
