@@ -85,12 +85,10 @@ PRESETS: dict[str, Preset] = {
     # smallest strength, from 1 up, that switched it on in ≥ 0.9 of
     # validation faces at three seeds (RESULTS.md).
     # 30 epochs: at 15 the CSVAE's counterfactual MSE was level with
-    # CondVAE-info's (0.00398 against 0.00402); twice the epochs redraw faces
-    # more sharply, the CSVAE gains most from it, and it leads every baseline
-    # on manipulation, counterfactual and identity MSE and style coverage by
-    # more than the spread over seeds (counterfactual 0.00317 against 0.00353;
-    # RESULTS.md, the benchmark). It costs `make demo` about 7 minutes;
-    # `make demo EPOCHS=15` is the quicker first look.
+    # CondVAE-info's; twice the epochs redraw faces more sharply and the
+    # CSVAE gains most, leading every baseline on it by more than the spread
+    # over seeds (RESULTS.md, the benchmark). `make demo EPOCHS=15` is the
+    # quicker first look.
     "synthetic_faces": Preset(
         epochs=30,
         batch_size=32,
